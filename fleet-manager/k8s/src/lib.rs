@@ -1,0 +1,1 @@
+//! Kubernetes network policies with upstream semantics.
