@@ -1,11 +1,28 @@
 //! Palisade's security intent (see `shared/design/POLICY.md`): typed, scoped, inherited tags;
 //! address and service groups; firewall rules and policies in three tiers; application
-//! policy sets; drafts with commit and revert; the plain-English rule language; lowering to
-//! the compiler's [`PolicyIr`](palisade_compiler::PolicyIr); and `explain`, which answers
-//! "what happens to this connection, and why" straight from the intent.
+//! policy sets; drafts with commit and revert; lowering to the compiler's
+//! [`PolicyIr`](palisade_compiler::PolicyIr); and `explain`, which answers "what happens to
+//! this connection, and why" straight from the intent.
+//!
+//! * [`objects`] — the objects as users write them (with their YAML/JSON forms);
+//! * [`IntentSet`] — a collection of objects, name resolution and validation;
+//! * [`IntentStore`] — drafts, commit, revert and diffs per scope;
+//! * [`lower()`] — intent + inventory -> lowered rules for the compiler;
+//! * [`explain()`] — one connection's verdict and path, from intent.
 //!
 //! Pure: no I/O, no clocks.
 
+pub mod explain;
+pub mod lower;
 pub mod objects;
+mod resolve;
+mod set;
+mod store;
+pub mod yaml;
 
+pub use explain::{Explanation, Query, RuleStep, SideExplanation, Step, explain};
+pub use lower::{LowerError, Lowered, lower, rule_ref};
 pub use objects::*;
+pub use resolve::AttachmentError;
+pub use set::{IntentSet, Origin, Reference, ValidationError};
+pub use store::{ChangeKind, CommitOutcome, DiffEntry, IntentStore, Outcome, StoreError};

@@ -159,6 +159,7 @@ impl Prefix {
     }
 
     /// The prefix length in bits.
+    #[allow(clippy::len_without_is_empty)] // a prefix length, not the size of a container
     pub fn len(&self) -> u8 {
         self.len
     }
@@ -327,7 +328,7 @@ impl PrefixSet {
     /// The canonical set of the union of `prefixes`.
     pub fn from_prefixes(prefixes: impl IntoIterator<Item = Prefix>) -> Self {
         let mut all: Vec<Prefix> = prefixes.into_iter().collect();
-        all.sort_unstable_by(|a, b| (a.addr, a.len).cmp(&(b.addr, b.len)));
+        all.sort_unstable_by_key(|a| (a.addr, a.len));
         let mut out: Vec<Prefix> = Vec::with_capacity(all.len());
         for p in all {
             if out.last().is_some_and(|last| last.covers(&p)) {
@@ -362,7 +363,10 @@ impl PrefixSet {
 
     /// Whether `ip` is in the set.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|p| p.contains(ip))
+        // Canonical prefixes are disjoint and sorted by first address, so only the last one
+        // starting at or before `ip` can hold it.
+        let after = self.0.partition_point(|p| p.addr <= ip);
+        after > 0 && self.0[after - 1].contains(ip)
     }
 
     /// Whether the vector is already in canonical form.

@@ -1,0 +1,218 @@
+//! Tags as the inventory carries them, resolved against the intent: each endpoint's
+//! effective tag set, inherited project -> network -> workload -> interface with the most
+//! specific level winning per type (`label` tags accumulate instead).
+
+use std::collections::{BTreeMap, HashMap};
+
+use palisade_inventory::{EndpointId, InventoryIndex};
+
+use crate::objects::{ObjectKey, ObjectKind, Scope, TagRef};
+use crate::set::IntentSet;
+
+/// Index of a defined tag in [`Tags::keys`].
+pub type TagId = u32;
+
+/// The tags one level (project, network, workload, interface) attaches, by type.
+type Level = BTreeMap<String, Vec<TagId>>;
+
+/// Every endpoint's effective tags.
+#[derive(Clone, Debug)]
+pub struct Tags {
+    keys: Vec<ObjectKey>,
+    ids: HashMap<ObjectKey, TagId>,
+    /// Per endpoint: tag type -> tag ids (one id, or several for `label`).
+    effective: Vec<BTreeMap<String, Vec<TagId>>>,
+}
+
+/// A tag attachment in the inventory that does not resolve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentError {
+    /// The inventory object (`workload shop/web-1`).
+    pub object: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for AttachmentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "inventory: {}: {}", self.object, self.message)
+    }
+}
+
+impl Tags {
+    /// Resolves every attachment of the inventory. Fails with every unresolvable attachment.
+    pub fn new(set: &IntentSet, index: &InventoryIndex) -> Result<Self, Vec<AttachmentError>> {
+        let keys: Vec<ObjectKey> = set
+            .objects()
+            .map(|o| o.key())
+            .filter(|k| k.kind == ObjectKind::Tag)
+            .collect();
+        let ids: HashMap<ObjectKey, TagId> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as TagId))
+            .collect();
+        let mut errors = Vec::new();
+        let inv = index.inventory();
+        // Resolve each level once: (project, network) and workload and interface levels.
+        let resolve_level =
+            |object: String, scope: &Scope, tags: &[String], errors: &mut Vec<AttachmentError>| {
+                let mut level: BTreeMap<String, Vec<TagId>> = BTreeMap::new();
+                for text in tags {
+                    let tag: TagRef = match text.parse() {
+                        Ok(t) => t,
+                        Err(message) => {
+                            errors.push(AttachmentError {
+                                object: object.clone(),
+                                message,
+                            });
+                            continue;
+                        }
+                    };
+                    let Some(key) = set.resolve_tag(scope, &tag) else {
+                        let where_ = match scope {
+                            Scope::Global => "globally".to_string(),
+                            Scope::Project(p) => format!("in project `{p}` or globally"),
+                        };
+                        errors.push(AttachmentError {
+                            object: object.clone(),
+                            message: format!(
+                                "tag `{tag}` is not defined {where_}; define it with `tag {}={}`",
+                                tag.kind, tag.value
+                            ),
+                        });
+                        continue;
+                    };
+                    let entry = level.entry(tag.kind.clone()).or_default();
+                    if tag.kind != "label" && !entry.is_empty() {
+                        errors.push(AttachmentError {
+                            object: object.clone(),
+                            message: format!(
+                                "attaches two `{}` tags; only `label` may repeat",
+                                tag.kind
+                            ),
+                        });
+                        continue;
+                    }
+                    entry.push(ids[&key]);
+                }
+                level
+            };
+        let projects: Vec<(Level, Vec<Level>)> = inv
+            .projects
+            .iter()
+            .map(|p| {
+                let scope = Scope::Project(p.name.clone());
+                let own =
+                    resolve_level(format!("project {}", p.name), &scope, &p.tags, &mut errors);
+                let nets = p
+                    .networks
+                    .iter()
+                    .map(|n| {
+                        resolve_level(
+                            format!("project {}, network {}", p.name, n.name),
+                            &scope,
+                            &n.tags,
+                            &mut errors,
+                        )
+                    })
+                    .collect();
+                (own, nets)
+            })
+            .collect();
+        let workloads: Vec<Level> = inv
+            .workloads
+            .iter()
+            .map(|w| {
+                resolve_level(
+                    format!("workload {}/{}", w.project, w.name),
+                    &Scope::Project(w.project.clone()),
+                    &w.tags,
+                    &mut errors,
+                )
+            })
+            .collect();
+        let mut effective = Vec::with_capacity(index.endpoints().len());
+        for (id, e) in index.endpoints().iter().enumerate() {
+            let iface = index.interface_of(id as EndpointId);
+            let w = index.workload_of(id as EndpointId);
+            let iface_level = resolve_level(
+                format!(
+                    "workload {}/{}, interface {}",
+                    w.project, w.name, iface.name
+                ),
+                &Scope::Project(w.project.clone()),
+                &iface.tags,
+                &mut errors,
+            );
+            let (project_level, network_levels) = &projects[e.project];
+            let mut tags: BTreeMap<String, Vec<TagId>> = BTreeMap::new();
+            let levels = [
+                Some(project_level),
+                e.network.map(|n| &network_levels[n]),
+                Some(&workloads[e.workload]),
+                Some(&iface_level),
+            ];
+            for level in levels.into_iter().flatten() {
+                for (kind, values) in level {
+                    if kind == "label" {
+                        let labels = tags.entry(kind.clone()).or_default();
+                        labels.extend(values);
+                        labels.sort_unstable();
+                        labels.dedup();
+                    } else {
+                        tags.insert(kind.clone(), values.clone());
+                    }
+                }
+            }
+            effective.push(tags);
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                keys,
+                ids,
+                effective,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The tag objects, indexed by [`TagId`].
+    pub fn keys(&self) -> &[ObjectKey] {
+        &self.keys
+    }
+
+    /// The id of a defined tag.
+    pub fn id(&self, key: &ObjectKey) -> Option<TagId> {
+        self.ids.get(key).copied()
+    }
+
+    /// An endpoint's effective tags by type.
+    pub fn of(&self, endpoint: EndpointId) -> &BTreeMap<String, Vec<TagId>> {
+        &self.effective[endpoint as usize]
+    }
+
+    /// Whether an endpoint carries a tag.
+    pub fn has(&self, endpoint: EndpointId, tag: TagId) -> bool {
+        let key = &self.keys[tag as usize];
+        let kind = key.name.split_once('=').map_or("", |(k, _)| k);
+        self.of(endpoint)
+            .get(kind)
+            .is_some_and(|values| values.contains(&tag))
+    }
+
+    /// The endpoint's tag of a non-repeatable type, if it has one.
+    pub fn value(&self, endpoint: EndpointId, kind: &str) -> Option<TagId> {
+        self.of(endpoint).get(kind).and_then(|v| v.first().copied())
+    }
+
+    /// `type=value` of a tag, with its project when project-scoped.
+    pub fn display(&self, tag: TagId) -> String {
+        let key = &self.keys[tag as usize];
+        match &key.scope {
+            Scope::Global => key.name.clone(),
+            Scope::Project(p) => format!("{p}:{}", key.name),
+        }
+    }
+}
