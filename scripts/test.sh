@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Palisade's whole test suite, runnable on a fresh Debian 12 machine with Rust (rustup).
+#
+# It installs what the tests need (Debian packages, Rust components), then runs
+# `cargo fmt --check`, `cargo clippy -D warnings` and every test of the workspace.
+# Test data is read from ../shared (see README); tests that need it say so loudly when
+# it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the test suite uses. Grows with the product (DPDK, net-snmp, nfdump, ...).
+packages=(build-essential pkg-config)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "==> installing Debian packages: ${missing[*]}"
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "==> Rust components"
+rustup component add rustfmt clippy >/dev/null
+
+if [[ ! -d ../shared/data ]]; then
+    echo "!!! ../shared/data is missing: corpus and ClassBench tests will SKIP (they say so below)" >&2
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> cargo test"
+cargo test --workspace --locked --no-fail-fast
+
+echo "==> all tests passed"
