@@ -222,6 +222,8 @@ struct Plan {
     defaults: HashMap<(TierKind, EndpointId, Direction), Action>,
     /// Devices with at least one override per tier.
     default_tiers_by_device: Vec<BTreeSet<TierKind>>,
+    /// Content fingerprint of every remote set of the input.
+    fingerprints: HashMap<*const RemoteSet, u64>,
 }
 
 fn effective_defaults(ir: &PolicyIr) -> HashMap<(TierKind, EndpointId, Direction), Action> {
@@ -267,10 +269,19 @@ impl Plan {
         for (tier, e, _) in defaults.keys() {
             default_tiers_by_device[index.endpoint(*e).device].insert(*tier);
         }
+        let mut fingerprints = HashMap::new();
+        for rule in &ir.rules {
+            if let Some(set) = &rule.remote {
+                fingerprints
+                    .entry(Arc::as_ptr(set))
+                    .or_insert_with(|| fingerprint(&set.prefixes));
+            }
+        }
         Self {
             rules_by_device,
             defaults,
             default_tiers_by_device,
+            fingerprints,
         }
     }
 
@@ -293,7 +304,7 @@ impl Plan {
                 }
             })
             .collect();
-        let mut sets = SetInterner::default();
+        let mut sets = SetInterner::new(&self.fingerprints);
         let mut tiers: Vec<Tier> = Vec::new();
         for &ri in &self.rules_by_device[device] {
             let r = &ir.rules[ri];
@@ -363,23 +374,61 @@ impl Plan {
     }
 }
 
+/// A cheap fingerprint of a set's content (FNV-1a over its prefixes), computed once per
+/// compilation so per-device interning never rehashes big sets.
+fn fingerprint(set: &PrefixSet) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in set.prefixes() {
+        let bits = match p.addr() {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        for word in [bits as u64, (bits >> 64) as u64, u64::from(p.len())] {
+            h = (h ^ word).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// Interns remote sets per device: one address set per distinct content, named after its
 /// first user, in order of first use.
-#[derive(Default)]
-struct SetInterner {
+struct SetInterner<'a> {
+    fingerprints: &'a HashMap<*const RemoteSet, u64>,
     sets: Vec<AddressSet>,
     by_ptr: HashMap<*const RemoteSet, u32>,
-    by_content: HashMap<PrefixSet, u32>,
+    by_content: HashMap<u64, Vec<u32>>,
     names: HashMap<String, u32>,
 }
 
-impl SetInterner {
+impl<'a> SetInterner<'a> {
+    fn new(fingerprints: &'a HashMap<*const RemoteSet, u64>) -> Self {
+        Self {
+            fingerprints,
+            sets: Vec::new(),
+            by_ptr: HashMap::new(),
+            by_content: HashMap::new(),
+            names: HashMap::new(),
+        }
+    }
+
     fn intern(&mut self, set: &Arc<RemoteSet>) -> u32 {
-        if let Some(&i) = self.by_ptr.get(&Arc::as_ptr(set)) {
+        let ptr = Arc::as_ptr(set);
+        if let Some(&i) = self.by_ptr.get(&ptr) {
             return i;
         }
-        let i = match self.by_content.get(&set.prefixes) {
-            Some(&i) => i,
+        let fp = self
+            .fingerprints
+            .get(&ptr)
+            .copied()
+            .unwrap_or_else(|| fingerprint(&set.prefixes));
+        let same = self.by_content.get(&fp).and_then(|candidates| {
+            candidates
+                .iter()
+                .copied()
+                .find(|&i| self.sets[i as usize].prefixes == set.prefixes)
+        });
+        let i = match same {
+            Some(i) => i,
             None => {
                 let i = self.sets.len() as u32;
                 let count = self.names.entry(set.name.clone()).or_insert(0);
@@ -393,11 +442,11 @@ impl SetInterner {
                     name,
                     prefixes: set.prefixes.clone(),
                 });
-                self.by_content.insert(set.prefixes.clone(), i);
+                self.by_content.entry(fp).or_default().push(i);
                 i
             }
         };
-        self.by_ptr.insert(Arc::as_ptr(set), i);
+        self.by_ptr.insert(ptr, i);
         i
     }
 }

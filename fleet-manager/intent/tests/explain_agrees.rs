@@ -305,9 +305,8 @@ impl Gen {
         let entries = |picks: &[usize]| -> Vec<PolicyEntry> {
             let mut chosen: Vec<usize> = picks
                 .iter()
-                .filter_map(|&k| {
-                    (!app_policies.is_empty()).then(|| app_policies[k % app_policies.len()])
-                })
+                .filter(|_| !app_policies.is_empty())
+                .map(|&k| app_policies[k % app_policies.len()])
                 .collect();
             chosen.sort();
             chosen.dedup();

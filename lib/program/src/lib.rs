@@ -18,6 +18,7 @@
 //! [`DeviceProgram::evaluate`] is the reference interpreter; its module documentation gives
 //! the exact semantics.
 
+mod canonical;
 mod interp;
 mod net;
 mod program;

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
@@ -314,15 +315,15 @@ impl<'de> Deserialize<'de> for Prefix {
 }
 
 /// A set of IP addresses held as canonical prefixes: sorted, disjoint, and with sibling
-/// prefixes merged, so equal sets compare and hash equal.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize)]
-#[serde(transparent)]
-pub struct PrefixSet(Vec<Prefix>);
+/// prefixes merged, so equal sets compare and hash equal. Immutable and shared: clones are
+/// cheap, so one set can sit in many device programs.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct PrefixSet(Arc<[Prefix]>);
 
 impl PrefixSet {
     /// The empty set.
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self::default()
     }
 
     /// The canonical set of the union of `prefixes`.
@@ -348,7 +349,7 @@ impl PrefixSet {
                 }
             }
         }
-        Self(out)
+        Self(out.into())
     }
 
     /// The canonical prefixes, in address order.
@@ -371,7 +372,7 @@ impl PrefixSet {
 
     /// Whether the vector is already in canonical form.
     pub fn is_canonical(prefixes: &[Prefix]) -> bool {
-        Self::from_prefixes(prefixes.iter().copied()).0 == prefixes
+        *Self::from_prefixes(prefixes.iter().copied()).0 == *prefixes
     }
 
     /// The union of two sets.
@@ -382,6 +383,12 @@ impl PrefixSet {
     /// `self` minus `other`.
     pub fn difference(&self, other: &PrefixSet) -> PrefixSet {
         Self::from_prefixes(self.0.iter().flat_map(|p| p.subtract(&other.0)))
+    }
+}
+
+impl Serialize for PrefixSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
     }
 }
 

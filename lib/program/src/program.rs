@@ -351,18 +351,6 @@ pub struct DeviceProgram {
     hash: ContentHash,
 }
 
-/// The hashed content: everything but the generation, so the same intent always yields the
-/// same hash whatever generation it is shipped at.
-#[derive(Serialize)]
-struct HashedContent<'a> {
-    format: u32,
-    device: &'a str,
-    endpoints: &'a [Endpoint],
-    address_sets: &'a [AddressSet],
-    tiers: &'a [Tier],
-    foreign: Action,
-}
-
 impl DeviceProgram {
     /// Validates `parts` and computes the content hash.
     pub fn new(parts: ProgramParts) -> Result<Self, ProgramError> {
@@ -373,7 +361,7 @@ impl DeviceProgram {
 
     /// The canonical encoding of the content (generation excluded): the bytes the hash covers.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        canonical_bytes(&self.parts)
+        crate::canonical::encode(&self.parts)
     }
 
     /// The content hash.
@@ -451,21 +439,8 @@ impl DeviceProgram {
     }
 }
 
-fn canonical_bytes(parts: &ProgramParts) -> Vec<u8> {
-    let content = HashedContent {
-        format: parts.format,
-        device: &parts.device,
-        endpoints: &parts.endpoints,
-        address_sets: &parts.address_sets,
-        tiers: &parts.tiers,
-        foreign: parts.foreign,
-    };
-    // Structs and vectors only (no maps), so serde_json's output is byte-for-byte stable.
-    serde_json::to_vec(&content).expect("program content always serializes")
-}
-
 fn content_hash(parts: &ProgramParts) -> ContentHash {
-    let digest = Sha256::digest(canonical_bytes(parts));
+    let digest = Sha256::digest(crate::canonical::encode(parts));
     let mut out = [0u8; 32];
     out.copy_from_slice(&digest);
     ContentHash(out)
@@ -515,12 +490,6 @@ fn validate(p: &ProgramParts) -> Result<(), ProgramError> {
             return Err(ProgramError::AddressSet {
                 set: s.name.clone(),
                 problem: "the name is used twice".into(),
-            });
-        }
-        if !PrefixSet::is_canonical(s.prefixes.prefixes()) {
-            return Err(ProgramError::AddressSet {
-                set: s.name.clone(),
-                problem: "prefixes are not in canonical form".into(),
             });
         }
     }

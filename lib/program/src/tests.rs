@@ -190,9 +190,27 @@ fn hash_ignores_generation_but_not_content() {
     })
     .unwrap();
     assert_eq!(a.hash(), b.hash());
-    let mut changed = sample();
-    changed.tiers[1].rules[0].dst_ports = vec![PortRange::single(8443)];
-    assert_ne!(a.hash(), DeviceProgram::new(changed).unwrap().hash());
+    let edits: [fn(&mut ProgramParts); 10] = [
+        |p| p.tiers[1].rules[0].dst_ports = vec![PortRange::single(8443)],
+        |p| p.tiers[1].rules[0].src_ports = vec![PortRange::single(8443)],
+        |p| p.tiers[1].rules[0].id.push('x'),
+        |p| p.tiers[1].rules[0].mirror = Some("tap".into()),
+        |p| p.tiers[1].rules[0].log = true,
+        |p| p.tiers[1].defaults[0].egress = Action::NextTier,
+        |p| p.endpoints[0].name.push('x'),
+        |p| p.address_sets[0].name.push('x'),
+        |p| p.foreign = Action::Allow,
+        |p| p.tiers[1].rules.swap(0, 1),
+    ];
+    for (i, edit) in edits.iter().enumerate() {
+        let mut changed = sample();
+        edit(&mut changed);
+        assert_ne!(
+            a.hash(),
+            DeviceProgram::new(changed).unwrap().hash(),
+            "edit {i}"
+        );
+    }
 }
 
 #[test]
