@@ -28,10 +28,16 @@
 //!
 //! Pure: no I/O (apart from [`case::Case::load`]), no clocks.
 
+pub mod case;
 mod error;
+mod explain;
+mod lower;
 pub mod manifest;
+mod order;
 
 pub use error::K8sError;
+pub use explain::{Decision, Evaluator, Explanation, RuleRef, SideExplanation, explain};
+pub use lower::lower;
 pub use manifest::{
     AdminAction, AdminEgressPeer, AdminEgressRule, AdminIngressPeer, AdminIngressRule,
     AdminNetworkPolicy, AdminNetworkPolicySpec, AdminPort, AdminSubject, BaselineAction,

@@ -29,6 +29,11 @@ pub(crate) struct DocError {
 
 /// Reads the documents of `text`: JSON when it starts with `{`, YAML otherwise. Empty YAML
 /// documents are skipped.
+///
+/// YAML is read with YAML 1.2 booleans (only `true`/`false`): `y`, `yes`, `on` are strings.
+/// Kubernetes' client-side YAML 1.1 reading would turn an unquoted label value `y` into a
+/// boolean that the API server then refuses, but upstream policy tools decode into typed
+/// fields and read it as the string, and that is what such manifests mean.
 pub(crate) fn split_documents(text: &str) -> std::result::Result<Vec<Node>, String> {
     if text.trim_start().starts_with('{') {
         let mut out = Vec::new();
@@ -37,7 +42,7 @@ pub(crate) fn split_documents(text: &str) -> std::result::Result<Vec<Node>, Stri
         }
         return Ok(out);
     }
-    let options = serde_saphyr::options! { with_snippet: false };
+    let options = serde_saphyr::options! { with_snippet: false, strict_booleans: true };
     serde_saphyr::from_multiple_with_options::<Node>(text, options)
         .map_err(|e| format!("invalid YAML: {e}"))
 }
@@ -657,13 +662,22 @@ fn subject(node: &Node, path: &Path<'_>) -> Result<AdminSubject> {
     }
 }
 
+/// `{namespaceSelector, podSelector}`. The CRDs mark both required, but an omitted one is
+/// read as `{}` (Go's zero value), as upstream tools that decode the API types do: their
+/// test manifests rely on it and the meaning is unambiguous.
 fn namespaced_pods(node: &Node, path: &Path<'_>) -> Result<NamespacedPods> {
     let f = object(node, path, &["namespaceSelector", "podSelector"])?;
     let ns_path = path.field("namespaceSelector");
     let pod_path = path.field("podSelector");
+    let read = |key: &str, p: &Path<'_>| -> Result<LabelSelector> {
+        Ok(f.get(key)
+            .map(|n| selector(n, p))
+            .transpose()?
+            .unwrap_or_default())
+    };
     Ok(NamespacedPods {
-        namespace_selector: selector(f.required("namespaceSelector", &ns_path)?, &ns_path)?,
-        pod_selector: selector(f.required("podSelector", &pod_path)?, &pod_path)?,
+        namespace_selector: read("namespaceSelector", &ns_path)?,
+        pod_selector: read("podSelector", &pod_path)?,
     })
 }
 

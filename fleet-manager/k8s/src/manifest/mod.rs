@@ -280,6 +280,17 @@ impl PortProtocol {
     }
 }
 
+impl<'de> Deserialize<'de> for PortProtocol {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{name}` is not a protocol: expected TCP, UDP or SCTP"
+            ))
+        })
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // NetworkPolicy
 // ---------------------------------------------------------------------------------------------

@@ -330,13 +330,53 @@ fn kinds_versions_and_syntax_errors() {
     let json = error("{\"kind\": \"NetworkPolicy\",}");
     assert!(json.starts_with("policies.yaml: invalid JSON:"), "{json}");
     assert_error(
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: Bad_Name}\n",
-        "policies.yaml, document 1 (NetworkPolicy default/Bad_Name): metadata.name: `Bad_Name` is not a valid name: lower-case letters, digits, `-` and `.`, at most 253 characters, each dot-separated part starting and ending with a letter or digit",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a/b}\n",
+        "policies.yaml, document 1 (NetworkPolicy default/a/b): metadata.name: `a/b` is not a valid name: 1-253 characters, without `/`, spaces or control characters",
+    );
+    assert_error(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: Prod}\n",
+        "policies.yaml, document 1 (NetworkPolicy Prod/x): metadata.namespace: `Prod` is not a valid namespace name: 1-63 lower-case letters, digits or `-`, starting and ending with a letter or digit",
+    );
+    assert_error(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, labels: {a: true}}\n",
+        "policies.yaml, document 1 (NetworkPolicy default/x): metadata.labels[a]: expected a string, found the boolean true",
     );
     assert_error(
         "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.k8s.io/v1\n  kind: NetworkPolicy\n  metadata: {name: x}\n  spec: {ingress: [{ports: [{port: 0}]}]}\n",
         "policies.yaml, document 1 (NetworkPolicy default/x): items[0].spec.ingress[0].ports[0].port: 0 is out of range: expected a number from 1 to 65535",
     );
+}
+
+#[test]
+fn yaml_1_1_booleans_are_strings_and_omitted_admin_selectors_are_empty() {
+    let text = "
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: x}
+spec:
+  priority: 1
+  subject: {pods: {podSelector: {matchLabels: {on: yes}}}}
+  ingress: [{action: Allow, from: [{pods: {namespaceSelector: {matchExpressions: [{key: k, operator: In, values: [y, n]}]}}}]}]
+";
+    let [K8sPolicy::AdminNetworkPolicy(anp)] = one(text) else {
+        panic!()
+    };
+    let AdminSubject::Pods(pods) = &anp.spec.subject else {
+        panic!()
+    };
+    assert!(pods.namespace_selector.is_empty());
+    assert_eq!(
+        pods.pod_selector,
+        LabelSelector::with_labels([("on", "yes")])
+    );
+    let AdminIngressPeer::Pods(peer) = &anp.spec.ingress[0].from[0] else {
+        panic!()
+    };
+    assert_eq!(
+        peer.namespace_selector.match_expressions[0].values,
+        ["y", "n"]
+    );
+    assert!(peer.pod_selector.is_empty());
 }
 
 #[test]

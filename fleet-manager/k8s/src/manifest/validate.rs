@@ -56,7 +56,7 @@ pub(crate) fn policy(policy: &K8sPolicy) -> Result {
 }
 
 fn metadata(meta: &ObjectMeta, path: &Path<'_>, namespaced: bool) -> Result {
-    dns_subdomain(&meta.name, &path.field("name"))?;
+    object_name(&meta.name, &path.field("name"))?;
     if namespaced && let Some(ns) = &meta.namespace {
         dns_label(ns, &path.field("namespace"))?;
     }
@@ -405,8 +405,17 @@ fn is_dns_label(s: &str) -> bool {
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
+/// A DNS-1123 subdomain: dot-separated parts of lower-case letters, digits and `-`, each
+/// starting and ending with a letter or digit, 253 characters at most.
 fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
+    s.len() <= 253
+        && s.split('.').all(|part| {
+            let b = part.as_bytes();
+            b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b.first().is_some_and(u8::is_ascii_alphanumeric)
+                && b.last().is_some_and(u8::is_ascii_alphanumeric)
+        })
 }
 
 fn dns_label(s: &str, path: &Path<'_>) -> Result {
@@ -421,12 +430,19 @@ fn dns_label(s: &str, path: &Path<'_>) -> Result {
     Ok(())
 }
 
-fn dns_subdomain(s: &str, path: &Path<'_>) -> Result {
-    if !is_dns_subdomain(s) {
+/// An object name. The API server wants a DNS subdomain; upstream policy tools accept any
+/// name and their test manifests use `_`, so only what would break rule ids and messages is
+/// refused: empty names, `/`, whitespace and control characters, more than 253 characters.
+fn object_name(s: &str, path: &Path<'_>) -> Result {
+    if s.is_empty()
+        || s.len() > 253
+        || s.chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    {
         return Err(field_error(
             path,
             format!(
-                "`{s}` is not a valid name: lower-case letters, digits, `-` and `.`, at most 253 characters, each dot-separated part starting and ending with a letter or digit"
+                "`{s}` is not a valid name: 1-253 characters, without `/`, spaces or control characters"
             ),
         ));
     }
