@@ -231,7 +231,7 @@ impl<'a> Evaluator<'a> {
                 np.namespace(),
                 np.metadata.name
             ));
-            for (i, (peers, ports)) in np.spec.rules(direction).into_iter().enumerate() {
+            for (i, (peers, ports)) in np.spec.rules(direction).enumerate() {
                 if self.np_peers_match(peers, np.namespace(), &conn)
                     && self.np_ports_match(ports, &conn)
                 {

@@ -25,9 +25,9 @@ use palisade_program::{Action, Direction, PortRange, Prefix, PrefixSet, Protocol
 
 use crate::K8sError;
 use crate::manifest::{
-    AdminAction, AdminEgressPeer, AdminIngressPeer, AdminPort, AdminSubject, BaselineAction,
-    K8sPolicy, LabelSelector, NAMESPACE_NAME_LABEL, NamespacedPods, NetworkPolicy,
-    NetworkPolicyPeer, NetworkPolicyPort, PortRef,
+    AdminAction, AdminEgressPeer, AdminEgressRule, AdminIngressPeer, AdminIngressRule, AdminPort,
+    AdminSubject, BaselineAction, K8sPolicy, LabelSelector, NAMESPACE_NAME_LABEL, NamespacedPods,
+    NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, PortRef,
 };
 use crate::order;
 
@@ -45,30 +45,14 @@ pub fn lower(policies: &[K8sPolicy], index: &InventoryIndex) -> Result<PolicyIr,
     };
     for anp in &order.admin {
         let local = l.subject(&anp.spec.subject);
-        for (i, rule) in anp.spec.ingress.iter().enumerate() {
-            let peers = l.ingress_peers(&rule.from);
-            l.emit(
-                format!("anp/{}/ingress/{i}", anp.metadata.name),
-                TierKind::Admin,
-                Direction::Ingress,
-                admin_action(rule.action),
-                &local,
-                &peers,
-                rule.ports.as_deref().map(admin_ports).as_deref(),
-            );
-        }
-        for (i, rule) in anp.spec.egress.iter().enumerate() {
-            let peers = l.egress_peers(&rule.to);
-            l.emit(
-                format!("anp/{}/egress/{i}", anp.metadata.name),
-                TierKind::Admin,
-                Direction::Egress,
-                admin_action(rule.action),
-                &local,
-                &peers,
-                rule.ports.as_deref().map(admin_ports).as_deref(),
-            );
-        }
+        let rules = (&anp.spec.ingress[..], &anp.spec.egress[..]);
+        l.admin_rules(
+            &format!("anp/{}", anp.metadata.name),
+            TierKind::Admin,
+            &local,
+            rules,
+            admin_action,
+        );
     }
     let mut isolated = BTreeSet::new();
     for np in &order.network {
@@ -85,30 +69,14 @@ pub fn lower(policies: &[K8sPolicy], index: &InventoryIndex) -> Result<PolicyIr,
         .collect();
     if let Some(banp) = order.baseline {
         let local = l.subject(&banp.spec.subject);
-        for (i, rule) in banp.spec.ingress.iter().enumerate() {
-            let peers = l.ingress_peers(&rule.from);
-            l.emit(
-                format!("banp/{}/ingress/{i}", banp.metadata.name),
-                TierKind::Baseline,
-                Direction::Ingress,
-                baseline_action(rule.action),
-                &local,
-                &peers,
-                rule.ports.as_deref().map(admin_ports).as_deref(),
-            );
-        }
-        for (i, rule) in banp.spec.egress.iter().enumerate() {
-            let peers = l.egress_peers(&rule.to);
-            l.emit(
-                format!("banp/{}/egress/{i}", banp.metadata.name),
-                TierKind::Baseline,
-                Direction::Egress,
-                baseline_action(rule.action),
-                &local,
-                &peers,
-                rule.ports.as_deref().map(admin_ports).as_deref(),
-            );
-        }
+        let rules = (&banp.spec.ingress[..], &banp.spec.egress[..]);
+        l.admin_rules(
+            &format!("banp/{}", banp.metadata.name),
+            TierKind::Baseline,
+            &local,
+            rules,
+            baseline_action,
+        );
     }
     Ok(l.ir)
 }
@@ -201,6 +169,46 @@ struct Lowering<'a> {
 }
 
 impl Lowering<'_> {
+    /// The rules of an (Baseline)AdminNetworkPolicy, ingress then egress, ids
+    /// `<prefix>/<direction>/<i>`.
+    fn admin_rules<A: Copy>(
+        &mut self,
+        prefix: &str,
+        tier: TierKind,
+        local: &[EndpointId],
+        (ingress, egress): (&[AdminIngressRule<A>], &[AdminEgressRule<A>]),
+        action: fn(A) -> Action,
+    ) {
+        for (i, rule) in ingress.iter().enumerate() {
+            let peers = self.ingress_peers(&rule.from);
+            let ports = rule.ports.as_deref().map(admin_ports);
+            let id = format!("{prefix}/ingress/{i}");
+            self.emit(
+                id,
+                tier,
+                Direction::Ingress,
+                action(rule.action),
+                local,
+                &peers,
+                ports.as_deref(),
+            );
+        }
+        for (i, rule) in egress.iter().enumerate() {
+            let peers = self.egress_peers(&rule.to);
+            let ports = rule.ports.as_deref().map(admin_ports);
+            let id = format!("{prefix}/egress/{i}");
+            self.emit(
+                id,
+                tier,
+                Direction::Egress,
+                action(rule.action),
+                local,
+                &peers,
+                ports.as_deref(),
+            );
+        }
+    }
+
     fn network_policy(
         &mut self,
         np: &NetworkPolicy,
@@ -217,7 +225,7 @@ impl Lowering<'_> {
                 continue;
             }
             isolated.extend(local.iter().map(|&e| (e, direction)));
-            for (i, (peers, ports)) in np.spec.rules(direction).into_iter().enumerate() {
+            for (i, (peers, ports)) in np.spec.rules(direction).enumerate() {
                 let peers = if peers.is_empty() {
                     Peers::Any
                 } else {
@@ -399,6 +407,7 @@ impl Lowering<'_> {
     }
 
     /// Lowers one policy rule; see the module documentation for how it splits.
+    // Every argument is one aspect of the rule; bundling them would only rename them.
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,

@@ -696,31 +696,51 @@ fn admin_ports(f: &Fields<'_>, path: &Path<'_>) -> Result<Option<Vec<AdminPort>>
     }
 }
 
+/// The parts common to admin ingress and egress rules: name, action, the peers under
+/// `peers_key` (required, decoded by `peer`) and ports.
+type RuleParts<A, P> = (String, A, Vec<P>, Option<Vec<AdminPort>>);
+
+fn admin_rule<A, P>(
+    node: &Node,
+    path: &Path<'_>,
+    peers_key: &str,
+    action: impl Fn(&Node, &Path<'_>) -> Result<A>,
+    peer: impl FnMut(&Node, &Path<'_>) -> Result<P>,
+) -> Result<RuleParts<A, P>> {
+    let f = object(node, path, &["name", "action", peers_key, "ports"])?;
+    let action_path = path.field("action");
+    let peers_path = path.field(peers_key);
+    f.required(peers_key, &peers_path)?;
+    Ok((
+        rule_name(&f, path)?,
+        action(f.required("action", &action_path)?, &action_path)?,
+        f.each(peers_key, &peers_path, peer)?,
+        admin_ports(&f, path)?,
+    ))
+}
+
 fn ingress_rule<A>(
     node: &Node,
     path: &Path<'_>,
     action: impl Fn(&Node, &Path<'_>) -> Result<A>,
 ) -> Result<AdminIngressRule<A>> {
-    let f = object(node, path, &["name", "action", "from", "ports"])?;
-    let action_path = path.field("action");
-    let from_path = path.field("from");
-    f.required("from", &from_path)?;
+    let (name, action, from, ports) = admin_rule(node, path, "from", action, |n, p| {
+        match exactly_one(n, p, &["namespaces", "pods"])? {
+            ("namespaces", s) => Ok(AdminIngressPeer::Namespaces(selector(
+                s,
+                &p.field("namespaces"),
+            )?)),
+            (_, s) => Ok(AdminIngressPeer::Pods(namespaced_pods(
+                s,
+                &p.field("pods"),
+            )?)),
+        }
+    })?;
     Ok(AdminIngressRule {
-        name: rule_name(&f, path)?,
-        action: action(f.required("action", &action_path)?, &action_path)?,
-        from: f.each("from", &from_path, |n, p| {
-            match exactly_one(n, p, &["namespaces", "pods"])? {
-                ("namespaces", s) => Ok(AdminIngressPeer::Namespaces(selector(
-                    s,
-                    &p.field("namespaces"),
-                )?)),
-                (_, s) => Ok(AdminIngressPeer::Pods(namespaced_pods(
-                    s,
-                    &p.field("pods"),
-                )?)),
-            }
-        })?,
-        ports: admin_ports(&f, path)?,
+        name,
+        action,
+        from,
+        ports,
     })
 }
 
@@ -729,34 +749,42 @@ fn egress_rule<A>(
     path: &Path<'_>,
     action: impl Fn(&Node, &Path<'_>) -> Result<A>,
 ) -> Result<AdminEgressRule<A>> {
-    let f = object(node, path, &["name", "action", "to", "ports"])?;
-    let action_path = path.field("action");
-    let to_path = path.field("to");
-    f.required("to", &to_path)?;
-    Ok(AdminEgressRule {
-        name: rule_name(&f, path)?,
-        action: action(f.required("action", &action_path)?, &action_path)?,
-        to: f.each("to", &to_path, |n, p| {
-            match exactly_one(n, p, &["namespaces", "pods", "nodes", "networks", "domainNames"])? {
-                ("namespaces", s) => Ok(AdminEgressPeer::Namespaces(selector(s, &p.field("namespaces"))?)),
-                ("pods", s) => Ok(AdminEgressPeer::Pods(namespaced_pods(s, &p.field("pods"))?)),
-                ("nodes", s) => Ok(AdminEgressPeer::Nodes(selector(s, &p.field("nodes"))?)),
-                ("networks", s) => {
-                    let q = p.field("networks");
-                    list(s, &q)?
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| cidr(c, &q.index(i)))
-                        .collect::<Result<Vec<_>>>()
-                        .map(AdminEgressPeer::Networks)
-                }
-                _ => Err(field_error(
-                    &p.field("domainNames"),
-                    "domain-name peers are not supported: a firewall that matches addresses cannot enforce them without resolving DNS",
-                )),
+    let (name, action, to, ports) = admin_rule(
+        node,
+        path,
+        "to",
+        action,
+        |n, p| match exactly_one(
+            n,
+            p,
+            &["namespaces", "pods", "nodes", "networks", "domainNames"],
+        )? {
+            ("namespaces", s) => Ok(AdminEgressPeer::Namespaces(selector(
+                s,
+                &p.field("namespaces"),
+            )?)),
+            ("pods", s) => Ok(AdminEgressPeer::Pods(namespaced_pods(s, &p.field("pods"))?)),
+            ("nodes", s) => Ok(AdminEgressPeer::Nodes(selector(s, &p.field("nodes"))?)),
+            ("networks", s) => {
+                let q = p.field("networks");
+                list(s, &q)?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| cidr(c, &q.index(i)))
+                    .collect::<Result<Vec<_>>>()
+                    .map(AdminEgressPeer::Networks)
             }
-        })?,
-        ports: admin_ports(&f, path)?,
+            _ => Err(field_error(
+                &p.field("domainNames"),
+                "domain-name peers are not supported: a firewall that matches addresses cannot enforce them without resolving DNS",
+            )),
+        },
+    )?;
+    Ok(AdminEgressRule {
+        name,
+        action,
+        to,
+        ports,
     })
 }
 

@@ -350,19 +350,18 @@ impl NetworkPolicySpec {
     }
 
     /// The rules of one direction as (peers, ports) pairs: `from`/`to` and `ports`.
-    pub fn rules(&self, direction: Direction) -> Vec<(&[NetworkPolicyPeer], &[NetworkPolicyPort])> {
-        match direction {
-            Direction::Ingress => self
-                .ingress
-                .iter()
-                .map(|r| (r.from.as_slice(), r.ports.as_slice()))
-                .collect(),
-            Direction::Egress => self
-                .egress
-                .iter()
-                .map(|r| (r.to.as_slice(), r.ports.as_slice()))
-                .collect(),
-        }
+    pub fn rules(
+        &self,
+        direction: Direction,
+    ) -> impl Iterator<Item = (&[NetworkPolicyPeer], &[NetworkPolicyPort])> {
+        let (ingress, egress) = match direction {
+            Direction::Ingress => (&self.ingress[..], &[][..]),
+            Direction::Egress => (&[][..], &self.egress[..]),
+        };
+        ingress
+            .iter()
+            .map(|r| (r.from.as_slice(), r.ports.as_slice()))
+            .chain(egress.iter().map(|r| (r.to.as_slice(), r.ports.as_slice())))
     }
 }
 
