@@ -3,11 +3,21 @@
 //! v0.1.8), as users write them.
 //!
 //! [`parse_documents`] reads multi-document YAML or a JSON stream and returns the policies it
-//! holds (a `List` or typed list contributes its items). It accepts exactly what an API server
-//! with `kubectl apply --validate=strict` would: unknown or duplicate fields, unknown kinds or
-//! API versions and every value the server validates are refused, with a message that names
-//! the source, the document, the object and the field path. It never panics, whatever the
-//! input.
+//! holds (a `List` or typed list contributes its items). It refuses what an API server with
+//! `kubectl apply --validate=strict` refuses: unknown or duplicate fields, unknown kinds or
+//! API versions, and every value the server validates, with a message that names the source,
+//! the document, the object and the field path. It never panics, whatever the input.
+//!
+//! Three deliberate differences follow the upstream policy tools, which decode manifests into
+//! the API's Go types, and whose test manifests rely on them:
+//!
+//! * YAML is read with YAML 1.2 booleans: an unquoted `y`, `yes` or `on` is a string;
+//! * an omitted `namespaceSelector` or `podSelector` in an admin policy's `pods` is `{}`;
+//! * object names need not be DNS names: only empty names, `/`, whitespace and control
+//!   characters are refused (the first would make rule ids ambiguous).
+//!
+//! AdminNetworkPolicy `domainNames` peers are refused: an address-matching firewall cannot
+//! enforce them without resolving DNS.
 //!
 //! The types keep what was written where it matters for the meaning: an absent selector is
 //! not an empty one, and omitted `policyTypes` or `protocol` stay omitted (the defaults are
@@ -112,7 +122,7 @@ impl<'de> Deserialize<'de> for K8sPolicy {
         match (policies.pop(), policies.is_empty()) {
             (Some(policy), true) => Ok(policy),
             _ => Err(serde::de::Error::custom(
-                "expected one policy object, found a list",
+                "expected one policy object, found a list of them",
             )),
         }
     }
