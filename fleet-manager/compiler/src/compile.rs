@@ -308,11 +308,21 @@ impl Plan {
         let mut tiers: Vec<Tier> = Vec::new();
         for &ri in &self.rules_by_device[device] {
             let r = &ir.rules[ri];
-            let local: Vec<u32> = r
-                .local
-                .iter()
-                .filter_map(|e| local_ids.binary_search(e).ok().map(|i| i as u32))
-                .collect();
+            // Both lists are sorted; walk the shorter one (a device has few endpoints, a
+            // rule may have thousands).
+            let local: Vec<u32> = if r.local.len() <= local_ids.len() {
+                r.local
+                    .iter()
+                    .filter_map(|e| local_ids.binary_search(e).ok().map(|i| i as u32))
+                    .collect()
+            } else {
+                local_ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| r.local.binary_search(e).is_ok())
+                    .map(|(i, _)| i as u32)
+                    .collect()
+            };
             let remote = r.remote.as_ref().map(|s| sets.intern(s));
             if tiers.last().is_none_or(|t| t.kind != r.tier) {
                 tiers.push(self.tier_shell(r.tier, local_ids));

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use palisade_inventory::{AddressOwner, EndpointId, InventoryIndex};
 use palisade_program::{Action, Direction, Protocol, TierKind};
+use serde::Serialize;
 
 use crate::manifest::{
     AdminAction, AdminEgressPeer, AdminEgressRule, AdminIngressPeer, AdminIngressRule, AdminPort,
@@ -17,7 +18,7 @@ use crate::manifest::{
 use crate::order::PolicyOrder;
 
 /// The verdict on one new connection, with what decided it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Explanation {
     /// Whether the connection is allowed: both judged sides allow it.
     pub allowed: bool,
@@ -28,7 +29,7 @@ pub struct Explanation {
 }
 
 /// The judgement of one side: a pod and a direction.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SideExplanation {
     /// The pod's endpoint (`namespace/pod/interface`).
     pub endpoint: String,
@@ -43,7 +44,8 @@ pub struct SideExplanation {
 }
 
 /// What decided a side.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Decision {
     /// A rule allowed or denied.
     Rule {
@@ -65,7 +67,7 @@ pub enum Decision {
 }
 
 /// A rule of a policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RuleRef {
     /// The policy (`AdminNetworkPolicy x`, `NetworkPolicy ns/name`, ...).
     pub policy: String,
