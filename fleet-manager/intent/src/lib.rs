@@ -6,6 +6,7 @@
 //!
 //! Pure: no I/O, no clocks.
 
+pub mod lang;
 pub mod objects;
 
 pub use objects::*;
