@@ -107,7 +107,7 @@ pub(super) fn name(text: &str, span: Span, what: &str) -> PResult<Name> {
         ParseError::new(span, format!("expected {what}, found nothing"))
     } else {
         ParseError::new(span, format!("`{text}` is not a valid name"))
-            .with_help(format!("{what} is made of {NAME_RULE}"))
+            .with_help(format!("names are made of {NAME_RULE}"))
     };
     Err(err)
 }

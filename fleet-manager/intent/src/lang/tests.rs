@@ -855,7 +855,7 @@ fn reports_typical_rule_mistakes() {
                 3,
                 "`a/b` is not a valid name",
                 Some(
-                    "an address group name after `group:` is made of letters, digits, `.`, `_` or `-`, starting with a letter or digit",
+                    "names are made of letters, digits, `.`, `_` or `-`, starting with a letter or digit",
                 ),
             ),
         ),
@@ -1163,7 +1163,7 @@ fn reports_typical_block_and_statement_mistakes() {
                 8,
                 "`bad!name` is not a valid name",
                 Some(
-                    "a policy name is made of letters, digits, `.`, `_` or `-`, starting with a letter or digit",
+                    "names are made of letters, digits, `.`, `_` or `-`, starting with a letter or digit",
                 ),
             ),
         ),
@@ -1200,6 +1200,37 @@ fn reports_every_error_of_a_file_in_order() {
     assert_eq!(
         places,
         [(1, 5), (3, 32), (4, 9), (7, 15), (8, 26), (10, 11), (11, 3)]
+    );
+}
+
+#[test]
+fn reads_a_misspelled_block_as_what_was_meant() {
+    let source = "polcy p {\n  0010: allow any > any on tcp/99999\n}\ntag a=b\n";
+    let errors = parse(source).unwrap_err();
+    let places: Vec<(usize, usize)> = errors
+        .iter()
+        .map(|e| (e.span.line, e.span.column))
+        .collect();
+    assert_eq!(places, [(1, 1), (2, 32)]);
+    let errors = parse("frobnicate {\n  anything at all\n}\n").unwrap_err();
+    assert_eq!(errors.len(), 1);
+}
+
+#[test]
+fn the_documentation_shows_what_the_parser_does() {
+    let doc = include_str!("../../../../docs/policy-language.md");
+    assert!(
+        doc.contains(&format!("```\n{SAMPLE}```")),
+        "the sample opens docs/policy-language.md"
+    );
+    let source = SAMPLE.replace(
+        "0020: allow tier=web > tier=app",
+        "0020: allow tier=web tier=app",
+    );
+    let rendered = parse(&source).unwrap_err()[0].render("shop.pal", &source);
+    assert!(
+        doc.contains(&rendered),
+        "docs/policy-language.md shows\n{rendered}"
     );
 }
 
