@@ -13,8 +13,8 @@ use std::str::FromStr;
 use palisade_program::{Prefix, TierKind};
 
 use crate::objects::{
-    AddressGroup, ApplicationPolicySet, FirewallPolicy, FirewallRule, Object, PREDEFINED_TAG_TYPES,
-    PolicyEntry, Scope, ServiceGroup, Tag, TagRef, TagType, is_valid_name,
+    AddressGroup, ApplicationPolicySet, FirewallPolicy, Object, PREDEFINED_TAG_TYPES, PolicyEntry,
+    Scope, ServiceGroup, Tag, TagRef, TagType, is_valid_name,
 };
 
 use super::Document;
@@ -87,13 +87,25 @@ struct Project {
 
 /// An open `policy` or `application-policy-set` block.
 struct Body {
-    /// The object, without rules or entries yet; `None` when its first line is broken.
+    /// The object with the rules or entries read so far, their keys still to be assigned;
+    /// `None` when its first line is broken.
     object: Option<Spanned<Object>>,
     kind: BodyKind,
     /// The `{` or the line's first word, for "not closed".
     open: Span,
-    /// Each rule or entry read, with its key and the span of its first word.
-    items: Vec<Item>,
+    /// The key of each rule or entry read (also when the object is `None`).
+    keys: Vec<LineKey>,
+}
+
+impl Body {
+    fn new(object: Option<Spanned<Object>>, kind: BodyKind, open: Span) -> Self {
+        Self {
+            object,
+            kind,
+            open,
+            keys: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -104,15 +116,10 @@ enum BodyKind {
     Unknown,
 }
 
-struct Item {
+/// The key a rule or entry was written with, and where its line starts.
+struct LineKey {
     key: Option<Name>,
     first: Span,
-    value: ItemValue,
-}
-
-enum ItemValue {
-    Rule(FirewallRule),
-    Entry(String),
 }
 
 impl Body {
@@ -230,12 +237,7 @@ impl Parser {
                         }
                         _ => BodyKind::Unknown,
                     };
-                    self.body = Some(Body {
-                        object: None,
-                        kind,
-                        open,
-                        items: Vec::new(),
-                    });
+                    self.body = Some(Body::new(None, kind, open));
                 }
             }
         }
@@ -419,32 +421,20 @@ impl Parser {
         };
         let brace = line.tokens.iter().find(|t| t.text == "{");
         let open = brace.map_or(first.span, |t| t.span);
-        let header = match kind {
-            BodyKind::Policy => self.policy_header(cur),
-            BodyKind::Set | BodyKind::Unknown => self.set_header(cur),
+        let header = if kind == BodyKind::Policy {
+            self.policy_header(cur)
+        } else {
+            self.set_header(cur)
         };
-        let header = header.and_then(|object| Ok((object, block_end(cur)?)));
-        match header {
+        match header.and_then(|object| Ok((object, block_end(cur)?))) {
             Ok((object, Closed::Yes)) => self.objects.push(object),
-            Ok((object, Closed::No)) => {
-                self.body = Some(Body {
-                    object: Some(object),
-                    kind,
-                    open,
-                    items: Vec::new(),
-                });
-            }
+            Ok((object, Closed::No)) => self.body = Some(Body::new(Some(object), kind, open)),
             Err(e) => {
                 self.errors.push(e);
                 let closed_inline =
                     brace.is_some() && line.tokens.last().is_some_and(|t| t.text == "}");
                 if !closed_inline {
-                    self.body = Some(Body {
-                        object: None,
-                        kind,
-                        open,
-                        items: Vec::new(),
-                    });
+                    self.body = Some(Body::new(None, kind, open));
                     return brace.is_none();
                 }
             }
@@ -624,13 +614,27 @@ impl Parser {
             self.body = None;
             return self.statement(line);
         }
-        let result = match body.kind {
-            BodyKind::Policy => rule_item(&mut cur),
-            BodyKind::Set => entry_item(&mut cur),
-            BodyKind::Unknown => return false,
+        let first = first.span;
+        let key = match (body.kind, body.object.as_mut().map(|o| &mut o.value)) {
+            (BodyKind::Policy, object) => rule::rule(&mut cur).map(|(key, rule)| {
+                if let Some(Object::FirewallPolicy(p)) = object {
+                    p.rules.push(rule);
+                }
+                key
+            }),
+            (BodyKind::Set, object) => entry(&mut cur).map(|(key, policy)| {
+                if let Some(Object::ApplicationPolicySet(s)) = object {
+                    s.policies.push(PolicyEntry {
+                        sequence: String::new(),
+                        policy,
+                    });
+                }
+                key
+            }),
+            (BodyKind::Unknown, _) => return false,
         };
-        match result {
-            Ok(item) => body.items.push(item),
+        match key {
+            Ok(key) => body.keys.push(LineKey { key, first }),
             Err(e) => self.errors.push(e),
         }
         false
@@ -651,27 +655,15 @@ impl Parser {
         let Some(mut object) = body.object else {
             return;
         };
-        let values = body.items.into_iter().map(|i| i.value);
-        match &mut object.value {
-            Object::FirewallPolicy(p) => {
-                p.rules = values
-                    .zip(keys)
-                    .filter_map(|(v, key)| match v {
-                        ItemValue::Rule(r) => Some(FirewallRule { sequence: key, ..r }),
-                        ItemValue::Entry(_) => None,
-                    })
-                    .collect();
-            }
+        let sequences: Vec<&mut String> = match &mut object.value {
+            Object::FirewallPolicy(p) => p.rules.iter_mut().map(|r| &mut r.sequence).collect(),
             Object::ApplicationPolicySet(s) => {
-                s.policies = values
-                    .zip(keys)
-                    .filter_map(|(v, sequence)| match v {
-                        ItemValue::Entry(policy) => Some(PolicyEntry { sequence, policy }),
-                        ItemValue::Rule(_) => None,
-                    })
-                    .collect();
+                s.policies.iter_mut().map(|e| &mut e.sequence).collect()
             }
-            _ => {}
+            _ => Vec::new(),
+        };
+        for (sequence, key) in sequences.into_iter().zip(keys) {
+            *sequence = key;
         }
         self.objects.push(object);
     }
@@ -747,19 +739,8 @@ fn tier(cur: &mut Cursor<'_, '_>) -> PResult<TierKind> {
     }
 }
 
-fn rule_item(cur: &mut Cursor<'_, '_>) -> PResult<Item> {
-    let first = cur.span_of(cur.peek());
-    let (key, rule) = rule::rule(cur)?;
-    Ok(Item {
-        key,
-        first,
-        value: ItemValue::Rule(rule),
-    })
-}
-
 /// `[KEY:] POLICY` in an application policy set.
-fn entry_item(cur: &mut Cursor<'_, '_>) -> PResult<Item> {
-    let first = cur.span_of(cur.peek());
+fn entry(cur: &mut Cursor<'_, '_>) -> PResult<(Option<Name>, String)> {
     let key = rule::key(cur)?;
     let what = if key.is_some() {
         "a policy name after the key"
@@ -779,16 +760,12 @@ fn entry_item(cur: &mut Cursor<'_, '_>) -> PResult<Item> {
         )
         .with_help(help));
     }
-    Ok(Item {
-        key,
-        first,
-        value: ItemValue::Entry(policy.value),
-    })
+    Ok((key, policy.value))
 }
 
 /// The keys of a body's items: as written, or `0010`, `0020`, ... when none is written.
 fn assign_keys(body: &Body) -> Result<Vec<String>, Vec<ParseError>> {
-    let items = &body.items;
+    let items = &body.keys;
     if items.iter().all(|i| i.key.is_none()) {
         let width = ((items.len() * 10).to_string().len()).max(4);
         return Ok((1..=items.len())
