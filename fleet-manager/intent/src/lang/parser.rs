@@ -182,8 +182,10 @@ impl Parser {
             "}" => {
                 if self.project.take().is_none() {
                     self.errors.push(
-                        ParseError::new(first.span, "unexpected `}`: no block is open")
-                            .with_help("a `}` closes the `project`, `policy` or `application-policy-set` block it belongs to"),
+                        ParseError::new(first.span, "unexpected `}`: no block is open").with_help(
+                            "a `}` closes the `project`, `policy` or \
+                                `application-policy-set` block it belongs to",
+                        ),
                     );
                 }
                 if let Err(e) = cur.finish("`}`") {
@@ -213,7 +215,9 @@ impl Parser {
                 let err = ParseError::new(
                     first.span,
                     format!(
-                        "expected a statement (`tag-type`, `tag`, `address-group`, `service-group`, `policy`, `application-policy-set` or `project`), found `{other}`"
+                        "expected a statement (`tag-type`, `tag`, `address-group`, \
+                         `service-group`, `policy`, `application-policy-set` or `project`), \
+                         found `{other}`"
                     ),
                 );
                 let meant = closest(other, &STATEMENTS);
@@ -259,8 +263,14 @@ impl Parser {
         while let Some(tok) = cur.next() {
             let n = super::cursor::name(tok.text, tok.span, "a tag type name")?;
             if PREDEFINED_TAG_TYPES.contains(&n.value.as_str()) {
-                return Err(ParseError::new(tok.span, format!("`{}` is a predefined tag type", n.value))
-                    .with_help("the predefined types application, tier, deployment, site and label need no `tag-type`"));
+                return Err(ParseError::new(
+                    tok.span,
+                    format!("`{}` is a predefined tag type", n.value),
+                )
+                .with_help(
+                    "the predefined types application, tier, deployment, site \
+                        and label need no `tag-type`",
+                ));
             }
             out.push(Spanned {
                 value: Object::TagType(TagType { name: n.value }),
@@ -289,8 +299,13 @@ impl Parser {
             })?;
             if tag.global {
                 let help = match self.scope() {
-                    Scope::Global => format!("a tag defined here is global already: write `{}={}`", tag.kind, tag.value),
-                    Scope::Project(_) => "a tag belongs to the scope it is defined in: define global tags outside any `project` block".to_string(),
+                    Scope::Global => format!(
+                        "a tag defined here is global already: write `{}={}`",
+                        tag.kind, tag.value
+                    ),
+                    Scope::Project(_) => "a tag belongs to the scope it is defined in: \
+                        define global tags outside any `project` block"
+                        .to_string(),
                 };
                 return Err(ParseError::new(
                     tok.sub_span(0, 7),
@@ -340,7 +355,10 @@ impl Parser {
                     cur.span_of(tok),
                     format!("expected a prefix after `=`, found {}", found(tok)),
                 )
-                .with_help("list prefixes separated by spaces: `address-group NAME = 10.0.0.0/8 192.0.2.0/24`"));
+                .with_help(
+                    "list prefixes separated by spaces: \
+                     `address-group NAME = 10.0.0.0/8 192.0.2.0/24`",
+                ));
             }
         }
         if cur.eat("label").is_some() {
@@ -380,8 +398,14 @@ impl Parser {
         let name = cur.expect_name("a service group name")?;
         let eq = cur.next();
         if eq.is_none_or(|t| t.text != "=") {
-            return Err(ParseError::new(cur.span_of(eq), format!("expected `=` after the group's name, found {}", found(eq)))
-                .with_help("a service group is `service-group NAME = SERVICE ...`, e.g. `service-group web = tcp/80,443 udp/53`"));
+            return Err(ParseError::new(
+                cur.span_of(eq),
+                format!("expected `=` after the group's name, found {}", found(eq)),
+            )
+            .with_help(
+                "a service group is `service-group NAME = SERVICE ...`, e.g. \
+                    `service-group web = tcp/80,443 udp/53`",
+            ));
         }
         let mut services = Vec::new();
         while let Some(tok) = cur.next() {
@@ -525,14 +549,30 @@ impl Parser {
                 let tag =
                     TagRef::from_str(tag_tok.text).map_err(|m| ParseError::new(tag_tok.span, m))?;
                 if tag.kind != "application" {
-                    return Err(ParseError::new(tag_tok.span, format!("`for` takes an `application` tag, found `{}`", tag_tok.text))
-                        .with_help("an application policy set binds to one application: `for application=NAME`, or `global` for every application"));
+                    return Err(ParseError::new(
+                        tag_tok.span,
+                        format!("`for` takes an `application` tag, found `{}`", tag_tok.text),
+                    )
+                    .with_help(
+                        "an application policy set binds to one application: \
+                            `for application=NAME`, or `global` for every application",
+                    ));
                 }
                 Some(tag)
             }
             _ => {
-                return Err(ParseError::new(cur.span_of(tok), format!("expected `for application=NAME` or `global` after the set's name, found {}", found(tok)))
-                    .with_help("`for application=NAME` binds the set to one application; `global` applies it to every application"));
+                return Err(ParseError::new(
+                    cur.span_of(tok),
+                    format!(
+                        "expected `for application=NAME` or `global` after the set's name, \
+                     found {}",
+                        found(tok)
+                    ),
+                )
+                .with_help(
+                    "`for application=NAME` binds the set to one application; \
+                        `global` applies it to every application",
+                ));
             }
         };
         Ok(Spanned {
@@ -552,8 +592,15 @@ impl Parser {
                 .name
                 .map_or_else(|| "this project".to_string(), |n| format!("project `{n}`"));
             self.errors.push(
-                ParseError::new(first.span, format!("{name} is not closed before the next `project`"))
-                    .with_help(format!("projects don't nest: add a `}}` line to close {name} (line {}) before this line", outer.open.line)),
+                ParseError::new(
+                    first.span,
+                    format!("{name} is not closed before the next `project`"),
+                )
+                .with_help(format!(
+                    "projects don't nest: add a `}}` line to close \
+                        {name} (line {}) before this line",
+                    outer.open.line
+                )),
             );
         }
         let brace = line.tokens.iter().find(|t| t.text == "{");
@@ -711,8 +758,14 @@ enum Closed {
 fn block_end(cur: &mut Cursor<'_, '_>) -> PResult<Closed> {
     let tok = cur.next();
     if tok.is_none_or(|t| t.text != "{") {
-        return Err(ParseError::new(cur.span_of(tok), format!("expected `{{` at the end of the line, found {}", found(tok)))
-            .with_help("a block opens with `{` at the end of its first line and closes with `}` on a line of its own"));
+        return Err(ParseError::new(
+            cur.span_of(tok),
+            format!("expected `{{` at the end of the line, found {}", found(tok)),
+        )
+        .with_help(
+            "a block opens with `{` at the end of its first line and closes with \
+                `}` on a line of its own",
+        ));
     }
     let closed = if cur.eat("}").is_some() {
         Closed::Yes
@@ -750,7 +803,8 @@ fn entry(cur: &mut Cursor<'_, '_>) -> PResult<(Option<Name>, String)> {
     let policy = cur.expect_name(what)?;
     if let Some(tok) = cur.next() {
         let help = if rule::ACTIONS.contains(&policy.value.as_str()) {
-            "rules go in a `policy` block; an application policy set lists policy names, one per line"
+            "rules go in a `policy` block; an application policy set lists policy names, \
+                one per line"
         } else {
             "an application policy set lists one policy per line: `KEY: POLICY`"
         };
@@ -777,7 +831,8 @@ fn assign_keys(body: &Body) -> Result<Vec<String>, Vec<ParseError>> {
     let first_keyed = items.first().is_some_and(|i| i.key.is_some());
     if let Some(odd) = items.iter().find(|i| i.key.is_some() != first_keyed) {
         let help = format!(
-            "give every {noun} of a block a key (`0010: ...`) or none (keys are then 0010, 0020, ...)"
+            "give every {noun} of a block a key (`0010: ...`) or none (keys are then 0010, \
+                0020, ...)"
         );
         let err = match &odd.key {
             None => ParseError::new(

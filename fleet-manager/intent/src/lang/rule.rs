@@ -97,7 +97,8 @@ fn action(cur: &mut Cursor<'_, '_>, keyed: bool) -> PResult<RuleAction> {
         "pass" => {
             return Err(
                 ParseError::new(tok.span, "`pass` is not an action here").with_help(
-                    "POLICY.md's \"pass\" is `allow` here, and its pass-to-next-tier is `next-tier`",
+                    "POLICY.md's \"pass\" is `allow` here, and its pass-to-next-tier is \
+                        `next-tier`",
                 ),
             );
         }
@@ -176,11 +177,13 @@ fn endpoint_word(tok: &Token<'_>, what: &str) -> PResult<EndpointSpec> {
                 .map(|k| format!(" (did you mean `{k}:`?)"))
                 .unwrap_or_default();
             format!(
-                "`{kind}:` is not an endpoint kind{suggestion}; use `group:NAME`, `network:NAME` or `global:TYPE=VALUE`"
+                "`{kind}:` is not an endpoint kind{suggestion}; use `group:NAME`, \
+                    `network:NAME` or `global:TYPE=VALUE`"
             )
         }
         _ if is_valid_name(text) => format!(
-            "a tag is written `TYPE=VALUE` (e.g. `tier={text}`), an address group `group:{text}`, a network `network:{text}`"
+            "a tag is written `TYPE=VALUE` (e.g. `tier={text}`), an address group \
+                `group:{text}`, a network `network:{text}`"
         ),
         _ => ENDPOINT_HELP.to_string(),
     };
@@ -246,11 +249,16 @@ fn direction(cur: &mut Cursor<'_, '_>) -> PResult<RuleDirection> {
         ),
     );
     let help = match tok.map(|t| t.text) {
-        Some("->" | "=>" | "-->" | "to") => "write `>`: the first endpoint initiates".to_string(),
-        Some("<-" | "<=" | "<--" | "from") => "write `<`: the second endpoint initiates".to_string(),
-        Some("<->" | "<=>" | "<-->") => "write `<>`: either endpoint initiates".to_string(),
-        Some("on") => "a rule reads `ENDPOINT > ENDPOINT on SERVICE`: the second endpoint is missing".to_string(),
-        _ => "a rule reads `ENDPOINT > ENDPOINT`: `>` lets the first endpoint initiate, `<` the second, `<>` either".to_string(),
+        Some("->" | "=>" | "-->" | "to") => "write `>`: the first endpoint initiates",
+        Some("<-" | "<=" | "<--" | "from") => "write `<`: the second endpoint initiates",
+        Some("<->" | "<=>" | "<-->") => "write `<>`: either endpoint initiates",
+        Some("on") => {
+            "a rule reads `ENDPOINT > ENDPOINT on SERVICE`: the second endpoint is missing"
+        }
+        _ => {
+            "a rule reads `ENDPOINT > ENDPOINT`: `>` lets the first endpoint initiate, \
+             `<` the second, `<>` either"
+        }
     };
     Err(err.with_help(help))
 }
@@ -406,10 +414,12 @@ fn modifiers(cur: &mut Cursor<'_, '_>, rule: &mut FirewallRule) -> PResult<()> {
             "log" => rule.log = true,
             "audit" => {
                 if rule.action != RuleAction::Deny {
-                    return Err(ParseError::new(tok.span, "`audit` is only for `deny` rules")
-                        .with_help(
-                            "`audit` logs \"would deny\" and lets the connection through; to record allowed connections, use `log`",
-                        ));
+                    return Err(
+                        ParseError::new(tok.span, "`audit` is only for `deny` rules").with_help(
+                            "`audit` logs \"would deny\" and lets the connection through; \
+                                to record allowed connections, use `log`",
+                        ),
+                    );
                 }
                 rule.audit = true;
             }
@@ -421,10 +431,13 @@ fn modifiers(cur: &mut Cursor<'_, '_>, rule: &mut FirewallRule) -> PResult<()> {
             }
             "redirect" => {
                 if rule.action != RuleAction::Allow {
-                    return Err(ParseError::new(tok.span, "`redirect` is only for `allow` rules")
-                        .with_help(
-                            "`redirect NAME` hands the connections a rule allows to the L7 firewall service NAME",
-                        ));
+                    return Err(
+                        ParseError::new(tok.span, "`redirect` is only for `allow` rules")
+                            .with_help(
+                                "`redirect NAME` hands the connections a rule allows to the L7 \
+                                firewall service NAME",
+                            ),
+                    );
                 }
                 rule.redirect = Some(
                     cur.expect_name("an L7 service name after `redirect`")?
@@ -440,14 +453,19 @@ fn modifiers(cur: &mut Cursor<'_, '_>, rule: &mut FirewallRule) -> PResult<()> {
             }
             _ => {
                 let help = if looks_like_service(word) {
-                    Some("a rule has one service: for several, define a `service-group` and write `on services:NAME`".to_string())
+                    Some(
+                        "a rule has one service: for several, define a `service-group` and \
+                        write `on services:NAME`"
+                            .to_string(),
+                    )
                 } else {
                     did_you_mean(word, &MODIFIERS)
                 };
                 return Err(ParseError::new(
                     tok.span,
                     format!(
-                        "expected a modifier (`match`, `log`, `audit`, `mirror` or `redirect`), found `{word}`"
+                        "expected a modifier (`match`, `log`, `audit`, `mirror` or \
+                            `redirect`), found `{word}`"
                     ),
                 )
                 .maybe_help(help));
@@ -464,13 +482,20 @@ fn match_list(cur: &mut Cursor<'_, '_>) -> PResult<Vec<String>> {
         .map(|(piece, s, e)| {
             let span = tok.sub_span(s, e);
             if piece.is_empty() {
-                return Err(ParseError::new(span, format!("empty tag type in `{}`", tok.text))
-                    .with_help("separate tag types with `,` and no spaces: `match application,deployment`"));
+                return Err(
+                    ParseError::new(span, format!("empty tag type in `{}`", tok.text)).with_help(
+                        "separate tag types with `,` and no spaces: \
+                         `match application,deployment`",
+                    ),
+                );
             }
             if piece == "label" {
-                return Err(ParseError::new(span, "`match` can't use `label`").with_help(
-                    "an endpoint may carry several labels, so they can't be compared; match single-valued types such as `application` or `deployment`",
-                ));
+                return Err(
+                    ParseError::new(span, "`match` can't use `label`").with_help(
+                        "an endpoint may carry several labels, so they can't be compared; match \
+                        single-valued types such as `application` or `deployment`",
+                    ),
+                );
             }
             name(piece, span, "a tag type").map(|n| n.value)
         })
