@@ -485,38 +485,33 @@ fn names_may_be_keywords_where_a_name_stands() {
     );
 }
 
-/// One error: (line, column, caret length, message, help).
-type Expected<'a> = (usize, usize, usize, &'a str, Option<&'a str>);
+/// An error as `LINE:COLUMN+LENGTH MESSAGE[ | help: HELP]`.
+fn summary(e: &ParseError) -> String {
+    let help = e
+        .help
+        .as_ref()
+        .map(|h| format!(" | help: {h}"))
+        .unwrap_or_default();
+    format!(
+        "{}:{}+{} {}{help}",
+        e.span.line, e.span.column, e.span.len, e.message
+    )
+}
 
-/// Checks that each source has exactly its expected error; reports every mismatch at once.
-fn check_all(cases: &[(&str, Expected<'_>)]) {
-    let mut failures = Vec::new();
-    for (source, expected) in cases {
-        let errors = match parse(source) {
-            Ok(_) => {
-                failures.push(format!("{source}\n  parsed without error"));
-                continue;
-            }
-            Err(errors) => errors,
-        };
-        let got: Vec<Expected<'_>> = errors
-            .iter()
-            .map(|e| {
-                (
-                    e.span.line,
-                    e.span.column,
-                    e.span.len,
-                    e.message.as_str(),
-                    e.help.as_deref(),
-                )
-            })
-            .collect();
-        if got != [*expected] {
-            failures.push(format!(
-                "{source}\n  got      {got:?}\n  expected {expected:?}"
-            ));
-        }
-    }
+/// Checks that each source has exactly its one expected error; reports every mismatch.
+fn check_all<S: AsRef<str>>(cases: &[(S, &str)]) {
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(source, expected)| {
+            let source = source.as_ref();
+            let got: Vec<String> = match parse(source) {
+                Ok(_) => Vec::new(),
+                Err(errors) => errors.iter().map(summary).collect(),
+            };
+            (got != [*expected])
+                .then(|| format!("{source}\n  got      {got:?}\n  expected {expected:?}"))
+        })
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -526,649 +521,260 @@ fn in_policy(rule: &str) -> String {
 
 #[test]
 fn reports_typical_rule_mistakes() {
-    let cases: &[(&str, Expected<'_>)] = &[
+    // Each rule is line 2 of a policy, after two spaces.
+    let cases = [
         (
             "0010: allow any > tier=web tcp/443",
-            (
-                2,
-                30,
-                7,
-                "expected `on` and the service, found `tcp/443`",
-                Some("write `on tcp/443`"),
-            ),
+            "2:30+7 expected `on` and the service, found `tcp/443` | help: write `on tcp/443`",
         ),
         (
             "0010: allow any > tier=web",
-            (
-                2,
-                29,
-                1,
-                "expected `on` and the service, found the end of the line",
-                Some(
-                    "a rule ends with `on SERVICE`, e.g. `on tcp/443`, `on any` or `on services:web`",
-                ),
-            ),
+            "2:29+1 expected `on` and the service, found the end of the line | help: a rule ends with `on SERVICE`, e.g. `on tcp/443`, `on any` or `on services:web`",
         ),
         (
             "0010: allow tier=web tier=app on tcp/8080",
-            (
-                2,
-                24,
-                8,
-                "expected a direction (`>`, `<` or `<>`), found `tier=app`",
-                Some(
-                    "a rule reads `ENDPOINT > ENDPOINT`: `>` lets the first endpoint initiate, `<` the second, `<>` either",
-                ),
-            ),
+            "2:24+8 expected a direction (`>`, `<` or `<>`), found `tier=app` | help: a rule reads `ENDPOINT > ENDPOINT`: `>` lets the first endpoint initiate, `<` the second, `<>` either",
         ),
         (
             "0010: allow any -> any on any",
-            (
-                2,
-                19,
-                2,
-                "expected a direction (`>`, `<` or `<>`), found `->`",
-                Some("write `>`: the first endpoint initiates"),
-            ),
+            "2:19+2 expected a direction (`>`, `<` or `<>`), found `->` | help: write `>`: the first endpoint initiates",
         ),
         (
             "0010: allow tier=web>tier=app on any",
-            (
-                2,
-                15,
-                17,
-                "expected an endpoint, found `tier=web>tier=app`",
-                Some("put spaces around the direction: `tier=web > tier=app`"),
-            ),
+            "2:15+17 expected an endpoint, found `tier=web>tier=app` | help: put spaces around the direction: `tier=web > tier=app`",
         ),
         (
             "0010: allow any > 10.0.0.1/8 on any",
-            (
-                2,
-                21,
-                10,
-                "`10.0.0.1/8` has host bits set; did you mean `10.0.0.0/8`?",
-                Some("write `10.0.0.0/8` for the subnet, or `10.0.0.1` for the single address"),
-            ),
+            "2:21+10 `10.0.0.1/8` has host bits set; did you mean `10.0.0.0/8`? | help: write `10.0.0.0/8` for the subnet, or `10.0.0.1` for the single address",
         ),
         (
             "0010: allow any > 10.0.0.0/33 on any",
-            (
-                2,
-                21,
-                11,
-                "`10.0.0.0/33`: prefix length must be a number from 0 to 32",
-                None,
-            ),
+            "2:21+11 `10.0.0.0/33`: prefix length must be a number from 0 to 32",
         ),
         (
             "0010: allow any > 10.0.0/8 on any",
-            (2, 21, 8, "`10.0.0` is not an IP address", None),
+            "2:21+8 `10.0.0` is not an IP address",
         ),
         (
             "0010: allow any > web on any",
-            (
-                2,
-                21,
-                3,
-                "expected the second endpoint, found `web`",
-                Some(
-                    "a tag is written `TYPE=VALUE` (e.g. `tier=web`), an address group `group:web`, a network `network:web`",
-                ),
-            ),
+            "2:21+3 expected the second endpoint, found `web` | help: a tag is written `TYPE=VALUE` (e.g. `tier=web`), an address group `group:web`, a network `network:web`",
         ),
         (
             "0010: allow grop:x > any on any",
-            (
-                2,
-                15,
-                6,
-                "expected an endpoint, found `grop:x`",
-                Some(
-                    "`grop:` is not an endpoint kind (did you mean `group:`?); use `group:NAME`, `network:NAME` or `global:TYPE=VALUE`",
-                ),
-            ),
+            "2:15+6 expected an endpoint, found `grop:x` | help: `grop:` is not an endpoint kind (did you mean `group:`?); use `group:NAME`, `network:NAME` or `global:TYPE=VALUE`",
         ),
         (
             "0010: allow tier=web& > any on any",
-            (
-                2,
-                24,
-                1,
-                "empty tag in `tier=web&`",
-                Some("join tags with `&` and no spaces: `tier=web&deployment=prod`"),
-            ),
+            "2:24+1 empty tag in `tier=web&` | help: join tags with `&` and no spaces: `tier=web&deployment=prod`",
         ),
         (
             "0010: allow tier=w!b > any on any",
-            (
-                2,
-                15,
-                8,
-                "`tier=w!b`: the tag value `w!b` must be letters, digits, `.`, `_` or `-`",
-                None,
-            ),
+            "2:15+8 `tier=w!b`: the tag value `w!b` must be letters, digits, `.`, `_` or `-`",
         ),
         (
             "0010: allow any > any on tpc/80",
-            (
-                2,
-                28,
-                3,
-                "`tpc` is not a protocol: use tcp, udp, sctp, icmp, icmpv6 or a number 0-255",
-                Some("did you mean `tcp`?"),
-            ),
+            "2:28+3 `tpc` is not a protocol: use tcp, udp, sctp, icmp, icmpv6 or a number 0-255 | help: did you mean `tcp`?",
         ),
         (
             "0010: allow any > any on 443",
-            (
-                2,
-                28,
-                3,
-                "`443` is not a protocol: use tcp, udp, sctp, icmp, icmpv6 or a number 0-255",
-                Some("for a port, write `tcp/443` or `udp/443`"),
-            ),
+            "2:28+3 `443` is not a protocol: use tcp, udp, sctp, icmp, icmpv6 or a number 0-255 | help: for a port, write `tcp/443` or `udp/443`",
         ),
         (
             "0010: allow any > any on tcp/80,70000",
-            (2, 35, 5, "`70000` is not a port number (0-65535)", None),
+            "2:35+5 `70000` is not a port number (0-65535)",
         ),
         (
             "0010: allow any > any on tcp/90-80",
-            (
-                2,
-                32,
-                5,
-                "port range `90-80` is empty: the first port must not be above the last",
-                None,
-            ),
+            "2:32+5 port range `90-80` is empty: the first port must not be above the last",
         ),
         (
             "0010: allow any > any on tcp/80, 443",
-            (
-                2,
-                35,
-                1,
-                "empty port in `80,`",
-                Some("separate ports with `,` and no spaces: `80,443`"),
-            ),
+            "2:35+1 empty port in `80,` | help: separate ports with `,` and no spaces: `80,443`",
         ),
         (
             "0010: allow any > any on tcp/http",
-            (
-                2,
-                32,
-                4,
-                "`http` is not a port or a port range",
-                Some("write a port like `443` or a range like `8000-8080`"),
-            ),
+            "2:32+4 `http` is not a port or a port range | help: write a port like `443` or a range like `8000-8080`",
         ),
         (
             "0010: allow any > any on icmp/8",
-            (
-                2,
-                33,
-                1,
-                "`icmp` has no ports: ports are only for tcp, udp and sctp",
-                None,
-            ),
+            "2:33+1 `icmp` has no ports: ports are only for tcp, udp and sctp",
         ),
         (
             "0010: allow any > any on any/80",
-            (
-                2,
-                32,
-                2,
-                "ports need a protocol",
-                Some("write `tcp/PORTS`, `udp/PORTS` or `sctp/PORTS`"),
-            ),
+            "2:32+2 ports need a protocol | help: write `tcp/PORTS`, `udp/PORTS` or `sctp/PORTS`",
         ),
         (
             "0010: allow any > any on icmp from 80",
-            (
-                2,
-                33,
-                4,
-                "`icmp` has no ports: source ports are only for tcp, udp and sctp",
-                None,
-            ),
+            "2:33+4 `icmp` has no ports: source ports are only for tcp, udp and sctp",
         ),
         (
             "0010: allow any > any on services:web from 80",
-            (
-                2,
-                41,
-                4,
-                "`from` can't follow a service group: its services carry their own ports",
-                None,
-            ),
+            "2:41+4 `from` can't follow a service group: its services carry their own ports",
         ),
         (
             "0010: allow any > any on tcp/80 udp/53",
-            (
-                2,
-                35,
-                6,
-                "expected a modifier (`match`, `log`, `audit`, `mirror` or `redirect`), found `udp/53`",
-                Some(
-                    "a rule has one service: for several, define a `service-group` and write `on services:NAME`",
-                ),
-            ),
+            "2:35+6 expected a modifier (`match`, `log`, `audit`, `mirror` or `redirect`), found `udp/53` | help: a rule has one service: for several, define a `service-group` and write `on services:NAME`",
         ),
         (
             "0010: pass any > any on any",
-            (
-                2,
-                9,
-                4,
-                "`pass` is not an action here",
-                Some(
-                    "POLICY.md's \"pass\" is `allow` here, and its pass-to-next-tier is `next-tier`",
-                ),
-            ),
+            "2:9+4 `pass` is not an action here | help: POLICY.md's \"pass\" is `allow` here, and its pass-to-next-tier is `next-tier`",
         ),
         (
             "0010: permit any > any on any",
-            (
-                2,
-                9,
-                6,
-                "expected an action (`allow`, `deny` or `next-tier`) after the key, found `permit`",
-                Some("did you mean `allow`?"),
-            ),
+            "2:9+6 expected an action (`allow`, `deny` or `next-tier`) after the key, found `permit` | help: did you mean `allow`?",
         ),
         (
             "0010 allow any > any on any",
-            (
-                2,
-                3,
-                4,
-                "expected an action (`allow`, `deny` or `next-tier`), found `0010`",
-                Some("a key is written with its colon attached: `0010: ...`"),
-            ),
+            "2:3+4 expected an action (`allow`, `deny` or `next-tier`), found `0010` | help: a key is written with its colon attached: `0010: ...`",
         ),
         (
             "0010: allow any > any on any match application,label",
-            (
-                2,
-                50,
-                5,
-                "`match` can't use `label`",
-                Some(
-                    "an endpoint may carry several labels, so they can't be compared; match single-valued types such as `application` or `deployment`",
-                ),
-            ),
+            "2:50+5 `match` can't use `label` | help: an endpoint may carry several labels, so they can't be compared; match single-valued types such as `application` or `deployment`",
         ),
         (
             "0010: allow any > any on any audit",
-            (
-                2,
-                32,
-                5,
-                "`audit` is only for `deny` rules",
-                Some(
-                    "`audit` logs \"would deny\" and lets the connection through; to record allowed connections, use `log`",
-                ),
-            ),
+            "2:32+5 `audit` is only for `deny` rules | help: `audit` logs \"would deny\" and lets the connection through; to record allowed connections, use `log`",
         ),
         (
             "0010: deny any > any on any redirect waf",
-            (
-                2,
-                31,
-                8,
-                "`redirect` is only for `allow` rules",
-                Some(
-                    "`redirect NAME` hands the connections a rule allows to the L7 firewall service NAME",
-                ),
-            ),
+            "2:31+8 `redirect` is only for `allow` rules | help: `redirect NAME` hands the connections a rule allows to the L7 firewall service NAME",
         ),
         (
             "0010: allow any > any on any logg",
-            (
-                2,
-                32,
-                4,
-                "expected a modifier (`match`, `log`, `audit`, `mirror` or `redirect`), found `logg`",
-                Some("did you mean `log`?"),
-            ),
+            "2:32+4 expected a modifier (`match`, `log`, `audit`, `mirror` or `redirect`), found `logg` | help: did you mean `log`?",
         ),
         (
             "0010: deny any > any on any log log",
-            (2, 35, 3, "`log` is given twice", None),
+            "2:35+3 `log` is given twice",
         ),
         (
             "0010: allow any > any on any mirror",
-            (
-                2,
-                38,
-                1,
-                "expected a mirror destination after `mirror`, found the end of the line",
-                None,
-            ),
+            "2:38+1 expected a mirror destination after `mirror`, found the end of the line",
         ),
         (
             "0010: allow any > group:a/b on any",
-            (
-                2,
-                27,
-                3,
-                "`a/b` is not a valid name",
-                Some(
-                    "names are made of letters, digits, `.`, `_` or `-`, starting with a letter or digit",
-                ),
-            ),
+            "2:27+3 `a/b` is not a valid name | help: names are made of letters, digits, `.`, `_` or `-`, starting with a letter or digit",
         ),
     ];
-    let cases: Vec<(String, Expected<'_>)> = cases
+    let cases: Vec<(String, &str)> = cases
         .iter()
         .map(|(rule, e)| (in_policy(rule), *e))
         .collect();
-    let cases: Vec<(&str, Expected<'_>)> = cases.iter().map(|(s, e)| (s.as_str(), *e)).collect();
     check_all(&cases);
 }
 
 #[test]
 fn reports_typical_block_and_statement_mistakes() {
-    let cases: &[(&str, Expected<'_>)] = &[
+    check_all(&[
         (
             "policy p {\n  0010: allow any > any on any\n",
-            (
-                1,
-                10,
-                1,
-                "policy `p` is not closed",
-                Some("add a line with `}` after its last rule"),
-            ),
+            "1:10+1 policy `p` is not closed | help: add a line with `}` after its last rule",
         ),
         (
             "project shop {\n  tag a=b\n",
-            (
-                1,
-                14,
-                1,
-                "project `shop` is not closed",
-                Some("add a line with `}` after its last statement"),
-            ),
+            "1:14+1 project `shop` is not closed | help: add a line with `}` after its last statement",
         ),
         (
             "policy p {\n  0010: deny any > any on any\n  allow any > any on any\n}\n",
-            (
-                3,
-                3,
-                5,
-                "this rule has no key, but other rules of policy `p` do",
-                Some(
-                    "give every rule of a block a key (`0010: ...`) or none (keys are then 0010, 0020, ...)",
-                ),
-            ),
+            "3:3+5 this rule has no key, but other rules of policy `p` do | help: give every rule of a block a key (`0010: ...`) or none (keys are then 0010, 0020, ...)",
         ),
         (
             "application-policy-set s global {\n  a\n  0020: b\n}\n",
-            (
-                3,
-                3,
-                4,
-                "this entry has a key, but the entry on line 2 does not",
-                Some(
-                    "give every entry of a block a key (`0010: ...`) or none (keys are then 0010, 0020, ...)",
-                ),
-            ),
+            "3:3+4 this entry has a key, but the entry on line 2 does not | help: give every entry of a block a key (`0010: ...`) or none (keys are then 0010, 0020, ...)",
         ),
         (
             "policy p {\n  10: deny any > any on any\n  10: allow any > any on any\n}\n",
-            (
-                3,
-                3,
-                2,
-                "duplicate key `10` in policy `p`",
-                Some("`10` is first used on line 2; keys order the rules and must differ"),
-            ),
+            "3:3+2 duplicate key `10` in policy `p` | help: `10` is first used on line 2; keys order the rules and must differ",
         ),
         (
             "policy p {\n  deny any > any on any\npolicy q {\n}\n",
-            (
-                3,
-                1,
-                6,
-                "expected a rule or `}`, found `policy`",
-                Some("policy `p` (line 1) has no closing `}`: add one before this line"),
-            ),
+            "3:1+6 expected a rule or `}`, found `policy` | help: policy `p` (line 1) has no closing `}`: add one before this line",
         ),
         (
             "policy p\n  deny any > any on any\n}\n",
-            (
-                1,
-                9,
-                1,
-                "expected `{` at the end of the line, found the end of the line",
-                Some(
-                    "a block opens with `{` at the end of its first line and closes with `}` on a line of its own",
-                ),
-            ),
+            "1:9+1 expected `{` at the end of the line, found the end of the line | help: a block opens with `{` at the end of its first line and closes with `}` on a line of its own",
         ),
         (
             "policy p\n{\n  deny any > any on any\n}\n",
-            (
-                1,
-                9,
-                1,
-                "expected `{` at the end of the line, found the end of the line",
-                Some(
-                    "a block opens with `{` at the end of its first line and closes with `}` on a line of its own",
-                ),
-            ),
+            "1:9+1 expected `{` at the end of the line, found the end of the line | help: a block opens with `{` at the end of its first line and closes with `}` on a line of its own",
         ),
         (
             "policy p { deny any > any on any }\n",
-            (
-                1,
-                12,
-                4,
-                "unexpected `deny` after `{`",
-                Some("put each rule or entry on a line of its own, and `}` on its own line"),
-            ),
+            "1:12+4 unexpected `deny` after `{` | help: put each rule or entry on a line of its own, and `}` on its own line",
         ),
         (
             "}\n",
-            (
-                1,
-                1,
-                1,
-                "unexpected `}`: no block is open",
-                Some(
-                    "a `}` closes the `project`, `policy` or `application-policy-set` block it belongs to",
-                ),
-            ),
+            "1:1+1 unexpected `}`: no block is open | help: a `}` closes the `project`, `policy` or `application-policy-set` block it belongs to",
         ),
         (
             "allow any > any on any\n",
-            (
-                1,
-                1,
-                5,
-                "expected a statement (`tag-type`, `tag`, `address-group`, `service-group`, `policy`, `application-policy-set` or `project`), found `allow`",
-                Some("a rule goes inside a `policy NAME { ... }` block"),
-            ),
+            "1:1+5 expected a statement (`tag-type`, `tag`, `address-group`, `service-group`, `policy`, `application-policy-set` or `project`), found `allow` | help: a rule goes inside a `policy NAME { ... }` block",
         ),
         (
             "polcy p {\n}\n",
-            (
-                1,
-                1,
-                5,
-                "expected a statement (`tag-type`, `tag`, `address-group`, `service-group`, `policy`, `application-policy-set` or `project`), found `polcy`",
-                Some("did you mean `policy`?"),
-            ),
+            "1:1+5 expected a statement (`tag-type`, `tag`, `address-group`, `service-group`, `policy`, `application-policy-set` or `project`), found `polcy` | help: did you mean `policy`?",
         ),
         (
             "policy p tier platform {\n}\n",
-            (
-                1,
-                15,
-                8,
-                "unknown tier `platform`: use `admin`, `application` or `baseline`",
-                None,
-            ),
+            "1:15+8 unknown tier `platform`: use `admin`, `application` or `baseline`",
         ),
         (
             "policy p priority 5 {\n}\n",
-            (
-                1,
-                10,
-                8,
-                "expected `tier`, `seq` or `{` after the policy name, found `priority`",
-                None,
-            ),
+            "1:10+8 expected `tier`, `seq` or `{` after the policy name, found `priority`",
         ),
         (
             "project p {\n  tag-type owner\n}\n",
-            (
-                2,
-                3,
-                8,
-                "a tag type can't be defined in a project",
-                Some("tag types are global: move this line outside the `project` block"),
-            ),
+            "2:3+8 a tag type can't be defined in a project | help: tag types are global: move this line outside the `project` block",
         ),
         (
             "tag-type tier\n",
-            (
-                1,
-                10,
-                4,
-                "`tier` is a predefined tag type",
-                Some(
-                    "the predefined types application, tier, deployment, site and label need no `tag-type`",
-                ),
-            ),
+            "1:10+4 `tier` is a predefined tag type | help: the predefined types application, tier, deployment, site and label need no `tag-type`",
         ),
         (
             "project p {\n  tag global:tier=web\n}\n",
-            (
-                2,
-                7,
-                7,
-                "`global:` can't be used in a tag definition",
-                Some(
-                    "a tag belongs to the scope it is defined in: define global tags outside any `project` block",
-                ),
-            ),
+            "2:7+7 `global:` can't be used in a tag definition | help: a tag belongs to the scope it is defined in: define global tags outside any `project` block",
         ),
         (
             "tag tier = web\n",
-            (
-                1,
-                5,
-                4,
-                "`tier` is not a tag: expected `type=value`",
-                Some("write a tag without spaces around `=`: `tier=web`"),
-            ),
+            "1:5+4 `tier` is not a tag: expected `type=value` | help: write a tag without spaces around `=`: `tier=web`",
         ),
         (
             "address-group g 10.0.0.0/8\n",
-            (
-                1,
-                17,
-                10,
-                "expected `=` or `label`, found `10.0.0.0/8`",
-                Some("prefixes follow `=`: `address-group g = 10.0.0.0/8`"),
-            ),
+            "1:17+10 expected `=` or `label`, found `10.0.0.0/8` | help: prefixes follow `=`: `address-group g = 10.0.0.0/8`",
         ),
         (
             "address-group g = 10.0.0.0/8,10.1.0.0/16\n",
-            (
-                1,
-                19,
-                22,
-                "`10.0.0.0/8,10.1.0.0/16`: prefix length must be a number from 0 to 32",
-                Some("separate prefixes with spaces, not commas"),
-            ),
+            "1:19+22 `10.0.0.0/8,10.1.0.0/16`: prefix length must be a number from 0 to 32 | help: separate prefixes with spaces, not commas",
         ),
         (
             "service-group web tcp/80\n",
-            (
-                1,
-                19,
-                6,
-                "expected `=` after the group's name, found `tcp/80`",
-                Some(
-                    "a service group is `service-group NAME = SERVICE ...`, e.g. `service-group web = tcp/80,443 udp/53`",
-                ),
-            ),
+            "1:19+6 expected `=` after the group's name, found `tcp/80` | help: a service group is `service-group NAME = SERVICE ...`, e.g. `service-group web = tcp/80,443 udp/53`",
         ),
         (
             "service-group web =\n",
-            (
-                1,
-                20,
-                1,
-                "expected a service after `=`, found the end of the line",
-                Some("e.g. `service-group web = tcp/80,443 udp/53`"),
-            ),
+            "1:20+1 expected a service after `=`, found the end of the line | help: e.g. `service-group web = tcp/80,443 udp/53`",
         ),
         (
             "application-policy-set s for tier=web {\n}\n",
-            (
-                1,
-                30,
-                8,
-                "`for` takes an `application` tag, found `tier=web`",
-                Some(
-                    "an application policy set binds to one application: `for application=NAME`, or `global` for every application",
-                ),
-            ),
+            "1:30+8 `for` takes an `application` tag, found `tier=web` | help: an application policy set binds to one application: `for application=NAME`, or `global` for every application",
         ),
         (
             "application-policy-set s {\n  a\n}\n",
-            (
-                1,
-                26,
-                1,
-                "expected `for application=NAME` or `global` after the set's name, found `{`",
-                Some(
-                    "`for application=NAME` binds the set to one application; `global` applies it to every application",
-                ),
-            ),
+            "1:26+1 expected `for application=NAME` or `global` after the set's name, found `{` | help: `for application=NAME` binds the set to one application; `global` applies it to every application",
         ),
         (
             "application-policy-set s global {\n  0010: allow any > any on any\n}\n",
-            (
-                2,
-                15,
-                3,
-                "unexpected `any` after the policy name",
-                Some(
-                    "rules go in a `policy` block; an application policy set lists policy names, one per line",
-                ),
-            ),
+            "2:15+3 unexpected `any` after the policy name | help: rules go in a `policy` block; an application policy set lists policy names, one per line",
         ),
         (
             "project a {\nproject b {\n}\n",
-            (
-                2,
-                1,
-                7,
-                "project `a` is not closed before the next `project`",
-                Some(
-                    "projects don't nest: add a `}` line to close project `a` (line 1) before this line",
-                ),
-            ),
+            "2:1+7 project `a` is not closed before the next `project` | help: projects don't nest: add a `}` line to close project `a` (line 1) before this line",
         ),
         (
             "policy bad!name {\n}\n",
-            (
-                1,
-                8,
-                8,
-                "`bad!name` is not a valid name",
-                Some(
-                    "names are made of letters, digits, `.`, `_` or `-`, starting with a letter or digit",
-                ),
-            ),
+            "1:8+8 `bad!name` is not a valid name | help: names are made of letters, digits, `.`, `_` or `-`, starting with a letter or digit",
         ),
-    ];
-    check_all(cases);
+    ]);
 }
 
 #[test]
