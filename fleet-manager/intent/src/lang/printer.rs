@@ -14,7 +14,7 @@ use palisade_program::{PortRange, TierKind};
 
 use crate::objects::{
     AddressGroup, ApplicationPolicySet, EndpointSpec, FirewallPolicy, FirewallRule, Object, Scope,
-    Service, ServiceGroup,
+    Service, ServiceGroup, ServiceSpec,
 };
 
 /// Prints objects in order; consecutive objects of one project share one `project` block.
@@ -144,8 +144,8 @@ fn keyed(key: &str, text: &str) -> String {
 /// One rule line.
 pub(super) fn rule(r: &FirewallRule) -> String {
     let service = match &r.service {
-        crate::objects::ServiceSpec::Inline(s) => service(s),
-        crate::objects::ServiceSpec::Group(g) => format!("services:{g}"),
+        ServiceSpec::Inline(s) => service(s),
+        ServiceSpec::Group(g) => format!("services:{g}"),
     };
     let mut out = format!(
         "{} {} {} {} on {service}",

@@ -13,6 +13,7 @@ use crate::objects::{
 use super::cursor::{Cursor, Name, PResult, closest, did_you_mean, found, name, pieces};
 use super::error::ParseError;
 use super::lexer::Token;
+use super::span::Span;
 
 /// The action keywords.
 pub(super) const ACTIONS: [&str; 3] = ["allow", "deny", "next-tier"];
@@ -202,7 +203,7 @@ fn looks_like_address(text: &str) -> bool {
 }
 
 /// A prefix error, with the corrected prefix as help when there is one.
-pub(super) fn net_error(span: super::span::Span, e: &NetError) -> ParseError {
+pub(super) fn net_error(span: Span, e: &NetError) -> ParseError {
     let err = ParseError::new(span, e.to_string());
     match e {
         NetError::HostBits { text, suggestion } => {
@@ -346,7 +347,7 @@ pub(super) fn service(tok: &Token<'_>, cur: &mut Cursor<'_, '_>) -> PResult<Serv
 
 fn check_ports_allowed(
     protocol: Option<Protocol>,
-    span: super::span::Span,
+    span: Span,
     proto_text: &str,
     what: &str,
 ) -> PResult<()> {
