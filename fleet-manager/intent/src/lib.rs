@@ -4,7 +4,8 @@
 //! [`PolicyIr`](palisade_compiler::PolicyIr); and `explain`, which answers "what happens to
 //! this connection, and why" straight from the intent.
 //!
-//! * [`objects`] — the objects as users write them (with their YAML/JSON forms);
+//! * [`objects`] — the objects as users write them, with their YAML/JSON forms ([`yaml`]);
+//! * [`lang`] — the plain-English rule language;
 //! * [`IntentSet`] — a collection of objects, name resolution and validation;
 //! * [`IntentStore`] — drafts, commit, revert and diffs per scope;
 //! * [`lower()`] — intent + inventory -> lowered rules for the compiler;
@@ -13,6 +14,7 @@
 //! Pure: no I/O, no clocks.
 
 pub mod explain;
+pub mod lang;
 pub mod lower;
 pub mod objects;
 mod resolve;

@@ -529,6 +529,12 @@ impl IntentSet {
                 }
                 let mut seen = BTreeSet::new();
                 for entry in &s.policies {
+                    if !is_valid_name(&entry.sequence) {
+                        report(
+                            format!("entry {}", entry.sequence),
+                            invalid_name(&entry.sequence),
+                        );
+                    }
                     if !seen.insert(entry.sequence.as_str()) {
                         report(
                             format!("entry {}", entry.sequence),

@@ -227,7 +227,7 @@ pub struct Case {
     pub policies: Vec<String>,
     /// The connections to judge.
     pub probes: Vec<Probe>,
-    expectations: Vec<Verdict>,
+    expectations: Vec<Option<Verdict>>,
 }
 
 /// The file form of a case, expectations included.
@@ -249,7 +249,9 @@ struct RawCase {
 struct RawProbe {
     #[serde(flatten)]
     probe: Probe,
-    expect: Verdict,
+    /// Optional so that a case stripped of its answers can still be evaluated.
+    #[serde(default)]
+    expect: Option<Verdict>,
 }
 
 impl Case {
@@ -280,8 +282,8 @@ impl Case {
         })
     }
 
-    /// The upstream verdict of each probe, in probe order.
-    pub fn expectations(&self) -> &[Verdict] {
+    /// The upstream verdict of each probe, in probe order (`None` where the file has none).
+    pub fn expectations(&self) -> &[Option<Verdict>] {
         &self.expectations
     }
 
@@ -624,6 +626,14 @@ pub fn check_case(case: &Case) -> CaseReport {
         }
     };
     for (index, (probe, &expected)) in case.probes.iter().zip(case.expectations()).enumerate() {
+        let Some(expected) = expected else {
+            report.error = Some(format!(
+                "probe {index} has no `expect`: nothing to test against"
+            ));
+            report.passed = 0;
+            report.failures.clear();
+            return report;
+        };
         match compiled.verdict(probe) {
             Ok(got) if got == expected => report.passed += 1,
             Ok(got) => report.failures.push(ProbeFailure {
