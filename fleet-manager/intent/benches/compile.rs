@@ -353,6 +353,7 @@ fn main() {
     }
     let mut rng = Rng(7);
     let n = index.endpoints().len();
+    let explainer = Explainer::new(&set, &index).unwrap();
     for _ in 0..200 {
         let (a, b) = (rng.below(n) as u32, rng.below(n) as u32);
         let (src, dst) = (
@@ -367,7 +368,7 @@ fn main() {
             src_port: 40000,
             dst_port: port,
         };
-        let e = explain(&set, &index, &q).unwrap();
+        let e = explainer.explain(&q);
         let packet = Packet {
             src,
             dst,

@@ -124,36 +124,52 @@ pub struct RuleStep {
 }
 
 /// Explains a connection against intent and inventory.
-pub fn explain(
-    set: &IntentSet,
-    index: &InventoryIndex,
-    query: &Query,
-) -> Result<Explanation, LowerError> {
-    let errors = set.validate();
-    if !errors.is_empty() {
-        return Err(LowerError::Invalid(errors));
+pub fn explain(set: &IntentSet, index: &InventoryIndex, query: &Query) -> Result<Explanation, LowerError> {
+    Ok(Explainer::new(set, index)?.explain(query))
+}
+
+/// Explains many connections against the same intent and inventory, validating and
+/// resolving tags once.
+pub struct Explainer<'a> {
+    set: &'a IntentSet,
+    index: &'a InventoryIndex,
+    tags: Tags,
+}
+
+impl<'a> Explainer<'a> {
+    /// Validates the intent and resolves the inventory's tags.
+    pub fn new(set: &'a IntentSet, index: &'a InventoryIndex) -> Result<Self, LowerError> {
+        let errors = set.validate();
+        if !errors.is_empty() {
+            return Err(LowerError::Invalid(errors));
+        }
+        let tags = Tags::new(set, index).map_err(LowerError::Attachments)?;
+        Ok(Self { set, index, tags })
     }
-    let tags = Tags::new(set, index).map_err(LowerError::Attachments)?;
-    let ev = Evaluator {
-        set,
-        index,
-        tags: &tags,
-    };
-    let src_ep = ev.endpoint_at(query.src);
-    let dst_ep = ev.endpoint_at(query.dst);
-    let mut sides = Vec::new();
-    if let Some(e) = src_ep {
-        sides.push(ev.side(e, Direction::Egress, query, dst_ep)?);
+
+    /// Explains one connection.
+    pub fn explain(&self, query: &Query) -> Explanation {
+        let ev = Evaluator {
+            set: self.set,
+            index: self.index,
+            tags: &self.tags,
+        };
+        let src_ep = ev.endpoint_at(query.src);
+        let dst_ep = ev.endpoint_at(query.dst);
+        let mut sides = Vec::new();
+        if let Some(e) = src_ep {
+            sides.push(ev.side(e, Direction::Egress, query, dst_ep));
+        }
+        if let Some(e) = dst_ep {
+            sides.push(ev.side(e, Direction::Ingress, query, src_ep));
+        }
+        Explanation {
+            allowed: sides.iter().all(|s| s.allowed),
+            src: ev.end(query.src, src_ep),
+            dst: ev.end(query.dst, dst_ep),
+            sides,
+        }
     }
-    if let Some(e) = dst_ep {
-        sides.push(ev.side(e, Direction::Ingress, query, src_ep)?);
-    }
-    Ok(Explanation {
-        allowed: sides.iter().all(|s| s.allowed),
-        src: ev.end(query.src, src_ep),
-        dst: ev.end(query.dst, dst_ep),
-        sides,
-    })
 }
 
 struct Evaluator<'a> {
@@ -268,7 +284,7 @@ impl<'a> Evaluator<'a> {
         direction: Direction,
         q: &Query,
         remote_ep: Option<EndpointId>,
-    ) -> Result<SideExplanation, LowerError> {
+    ) -> SideExplanation {
         let remote_ip = match direction {
             Direction::Egress => q.dst,
             Direction::Ingress => q.src,
@@ -344,14 +360,14 @@ impl<'a> Evaluator<'a> {
             Step::Default { allowed, .. } => *allowed,
             Step::EndOfTiers => true,
         };
-        Ok(SideExplanation {
+        SideExplanation {
             endpoint: self.index.endpoint(e).name.clone(),
             device: self.device_name(e),
             direction,
             allowed,
             decision,
             passed,
-        })
+        }
     }
 
     /// Whether the rule matches the connection on this side; `Some(tags that matched)`.

@@ -22,7 +22,7 @@ mod set;
 mod store;
 pub mod yaml;
 
-pub use explain::{Explanation, Query, RuleStep, SideExplanation, Step, explain};
+pub use explain::{Explainer, Explanation, Query, RuleStep, SideExplanation, Step, explain};
 pub use lower::{LowerError, Lowered, lower, rule_ref};
 pub use objects::*;
 pub use resolve::AttachmentError;

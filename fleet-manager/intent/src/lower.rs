@@ -270,6 +270,8 @@ struct Ctx<'a> {
     addresses: Vec<(IpAddr, EndpointId)>,
     local_cache: HashMap<(Scope, EndpointSpec), Arc<Vec<EndpointId>>>,
     remote_cache: HashMap<(Scope, EndpointSpec), Option<Arc<RemoteSet>>>,
+    /// Remote sets narrowed to the peers carrying given `match_tags` values.
+    matched_cache: HashMap<(Scope, EndpointSpec, Vec<TagId>), Arc<RemoteSet>>,
 }
 
 fn intersect(a: &[EndpointId], b: &[EndpointId]) -> Vec<EndpointId> {
@@ -334,6 +336,7 @@ impl<'a> Ctx<'a> {
             tags,
             local_cache: HashMap::new(),
             remote_cache: HashMap::new(),
+            matched_cache: HashMap::new(),
         }
     }
 
@@ -640,21 +643,25 @@ impl<'a> Ctx<'a> {
                 groups.entry(v).or_default().push(e);
             }
         }
-        let remote_candidates = match remote_spec {
-            EndpointSpec::Tags(t) => Some(
-                self.tag_ids(scope, t)
-                    .map(|ids| self.with_tags(&ids))
-                    .unwrap_or_default(),
-            ),
-            _ => None,
-        };
         groups
             .into_iter()
             .map(|(values, members)| {
-                let peers = self.with_tags(&values);
-                let peers = match &remote_candidates {
-                    Some(c) => intersect(&peers, c),
-                    None => peers,
+                let label: Vec<String> = values.iter().map(|&t| self.tags.display(t)).collect();
+                let suffix = format!("#{}", label.join(","));
+                let key = (scope.clone(), remote_spec.clone(), values);
+                if let Some(set) = self.matched_cache.get(&key) {
+                    return (suffix, members, Some(Arc::clone(set)));
+                }
+                let peers = self.with_tags(&key.2);
+                let peers = match remote_spec {
+                    EndpointSpec::Tags(t) => {
+                        let candidates = self
+                            .tag_ids(scope, t)
+                            .map(|ids| self.with_tags(&ids))
+                            .unwrap_or_default();
+                        intersect(&peers, &candidates)
+                    }
+                    _ => peers,
                 };
                 let addresses: Vec<Prefix> = peers
                     .iter()
@@ -662,12 +669,11 @@ impl<'a> Ctx<'a> {
                     .filter(|a| remote.as_ref().is_none_or(|r| r.prefixes.contains(**a)))
                     .map(|a| Prefix::host(*a))
                     .collect();
-                let label: Vec<String> = values.iter().map(|&t| self.tags.display(t)).collect();
-                let suffix = format!("#{}", label.join(","));
                 let set = Arc::new(RemoteSet {
                     name: format!("{}{suffix}", spec_name(remote_spec)),
                     prefixes: PrefixSet::from_prefixes(addresses),
                 });
+                self.matched_cache.insert(key, Arc::clone(&set));
                 (suffix, members, Some(set))
             })
             .collect()
