@@ -28,6 +28,14 @@ fn fail_with(errors: &[String]) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// Inventory plus validated policies, or every error found in the policies.
+type Inputs = std::result::Result<(InventoryIndex, Loaded, IntentSet), Vec<String>>;
+
+fn load_inputs(inventory: &Path, policies: &[PathBuf]) -> Result<Inputs> {
+    let index = load_inventory(inventory)?;
+    Ok(load_valid(policies)?.map(|(loaded, set)| (index, loaded, set)))
+}
+
 /// Loads policies and returns the validated intent, or every error.
 fn load_valid(paths: &[PathBuf]) -> Result<std::result::Result<(Loaded, IntentSet), Vec<String>>> {
     let loaded = load_policies(paths)?;
@@ -105,8 +113,7 @@ pub fn compile(
     foreign: Foreign,
     output: Output,
 ) -> Result<ExitCode> {
-    let index = load_inventory(inventory)?;
-    let (loaded, set) = match load_valid(policies)? {
+    let (index, loaded, set) = match load_inputs(inventory, policies)? {
         Ok(v) => v,
         Err(errors) => return Ok(fail_with(&errors)),
     };
@@ -244,8 +251,7 @@ pub fn explain(
     port: u16,
     output: Output,
 ) -> Result<ExitCode> {
-    let index = load_inventory(inventory)?;
-    let (loaded, set) = match load_valid(policies)? {
+    let (index, loaded, set) = match load_inputs(inventory, policies)? {
         Ok(v) => v,
         Err(errors) => return Ok(fail_with(&errors)),
     };

@@ -88,8 +88,12 @@ pub struct Compilation {
 struct Previous {
     index: Arc<InventoryIndex>,
     ir: Arc<PolicyIr>,
+    defaults: Defaults,
     programs: BTreeMap<String, Arc<DeviceProgram>>,
 }
+
+/// Effective default overrides by (tier, endpoint, direction).
+type Defaults = HashMap<(TierKind, EndpointId, Direction), Action>;
 
 /// Compiles lowered policy into device programs, remembering the last input so the next
 /// compilation only rebuilds what changed.
@@ -125,7 +129,7 @@ impl Compiler {
         let devices = &index.inventory().devices;
         let affected: BTreeSet<usize> = match &self.previous {
             None => (0..devices.len()).collect(),
-            Some(prev) => affected_devices(prev, &index, &ir),
+            Some(prev) => affected_devices(prev, &index, &ir, &plan.defaults),
         };
         let mut programs = BTreeMap::new();
         let mut recompiled = Vec::new();
@@ -167,6 +171,7 @@ impl Compiler {
         self.previous = Some(Previous {
             index,
             ir,
+            defaults: plan.defaults,
             programs: programs.clone(),
         });
         Ok(Compilation {
@@ -219,14 +224,14 @@ struct Plan {
     /// tier's rules in their relative order.
     rules_by_device: Vec<Vec<usize>>,
     /// The effective overrides, deny winning.
-    defaults: HashMap<(TierKind, EndpointId, Direction), Action>,
+    defaults: Defaults,
     /// Devices with at least one override per tier.
     default_tiers_by_device: Vec<BTreeSet<TierKind>>,
     /// Content fingerprint of every remote set of the input.
     fingerprints: HashMap<*const RemoteSet, u64>,
 }
 
-fn effective_defaults(ir: &PolicyIr) -> HashMap<(TierKind, EndpointId, Direction), Action> {
+fn effective_defaults(ir: &PolicyIr) -> Defaults {
     let mut out = HashMap::new();
     for d in &ir.defaults {
         let entry = out
@@ -464,17 +469,30 @@ impl<'a> SetInterner<'a> {
 /// Where each endpoint of the previous inventory went, by name.
 struct Renumbering {
     old_to_new: Vec<Option<EndpointId>>,
+    identity: bool,
 }
 
 impl Renumbering {
     fn new(old: &InventoryIndex, new: &InventoryIndex) -> Self {
-        Self {
-            old_to_new: old
-                .endpoints()
+        let old_to_new: Vec<Option<EndpointId>> = old
+            .endpoints()
+            .iter()
+            .map(|e| new.endpoint_by_name(&e.name))
+            .collect();
+        let identity = old_to_new.len() == new.endpoints().len()
+            && old_to_new
                 .iter()
-                .map(|e| new.endpoint_by_name(&e.name))
-                .collect(),
+                .enumerate()
+                .all(|(i, n)| *n == Some(i as EndpointId));
+        Self {
+            old_to_new,
+            identity,
         }
+    }
+
+    /// True when every endpoint kept its id.
+    fn is_identity(&self) -> bool {
+        self.identity
     }
 
     fn map(&self, old: EndpointId) -> Option<EndpointId> {
@@ -482,7 +500,13 @@ impl Renumbering {
     }
 }
 
-fn same_except_local(a: &IrRule, b: &IrRule) -> bool {
+/// Whether two rules differ only in their local side. Remote sets are compared once per pair
+/// of `Arc`s: the same set is typically shared by many rules.
+fn same_except_local(
+    a: &IrRule,
+    b: &IrRule,
+    same_sets: &mut HashMap<(*const RemoteSet, *const RemoteSet), bool>,
+) -> bool {
     a.tier == b.tier
         && a.direction == b.direction
         && a.protocol == b.protocol
@@ -495,12 +519,22 @@ fn same_except_local(a: &IrRule, b: &IrRule) -> bool {
         && a.redirect == b.redirect
         && match (&a.remote, &b.remote) {
             (None, None) => true,
-            (Some(x), Some(y)) => Arc::ptr_eq(x, y) || x == y,
+            (Some(x), Some(y)) => {
+                Arc::ptr_eq(x, y)
+                    || *same_sets
+                        .entry((Arc::as_ptr(x), Arc::as_ptr(y)))
+                        .or_insert_with(|| x == y)
+            }
             _ => false,
         }
 }
 
-fn affected_devices(prev: &Previous, index: &InventoryIndex, ir: &PolicyIr) -> BTreeSet<usize> {
+fn affected_devices(
+    prev: &Previous,
+    index: &InventoryIndex,
+    ir: &PolicyIr,
+    new_defaults: &Defaults,
+) -> BTreeSet<usize> {
     let old_index = &prev.index;
     let old_ir = &prev.ir;
     let renumber = Renumbering::new(old_index, index);
@@ -552,6 +586,7 @@ fn affected_devices(prev: &Previous, index: &InventoryIndex, ir: &PolicyIr) -> B
     let old_by_id: HashMap<&str, &IrRule> =
         old_ir.rules.iter().map(|r| (r.id.as_str(), r)).collect();
     let new_by_id: HashMap<&str, &IrRule> = ir.rules.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut same_sets = HashMap::new();
 
     for rule in &ir.rules {
         match old_by_id.get(rule.id.as_str()) {
@@ -560,7 +595,7 @@ fn affected_devices(prev: &Previous, index: &InventoryIndex, ir: &PolicyIr) -> B
                     affected.insert(index.endpoint(e).device);
                 }
             }
-            Some(old) if !same_except_local(old, rule) => {
+            Some(old) if !same_except_local(old, rule, &mut same_sets) => {
                 for &e in &old.local {
                     mark_old(&mut affected, e);
                 }
@@ -568,19 +603,35 @@ fn affected_devices(prev: &Previous, index: &InventoryIndex, ir: &PolicyIr) -> B
                     affected.insert(index.endpoint(e).device);
                 }
             }
+            Some(old) if renumber.is_identity() && old.local == rule.local => {}
             Some(old) => {
-                // Only the local side may differ: the devices of endpoints that came or went.
-                let old_mapped: BTreeSet<Option<EndpointId>> =
-                    old.local.iter().map(|&e| renumber.map(e)).collect();
-                let new_set: BTreeSet<EndpointId> = rule.local.iter().copied().collect();
-                for &e in &old.local {
-                    if renumber.map(e).is_none_or(|n| !new_set.contains(&n)) {
-                        mark_old(&mut affected, e);
-                    }
-                }
-                for &e in &rule.local {
-                    if !old_mapped.contains(&Some(e)) {
-                        affected.insert(index.endpoint(e).device);
+                // Only the local side differs: the devices of endpoints that came or went.
+                // Walk both sorted lists (old ids renumbered) side by side.
+                let mut old_mapped: Vec<(Option<EndpointId>, EndpointId)> =
+                    old.local.iter().map(|&e| (renumber.map(e), e)).collect();
+                old_mapped.sort_unstable();
+                let (mut i, mut j) = (0, 0);
+                while i < old_mapped.len() || j < rule.local.len() {
+                    let o = old_mapped.get(i);
+                    let n = rule.local.get(j);
+                    match (o, n) {
+                        (Some(&(Some(a), _)), Some(&b)) if a == b => {
+                            i += 1;
+                            j += 1;
+                        }
+                        (Some(&(mapped, old_e)), Some(&b)) if mapped.is_none_or(|a| a < b) => {
+                            mark_old(&mut affected, old_e);
+                            i += 1;
+                        }
+                        (Some(&(_, old_e)), None) => {
+                            mark_old(&mut affected, old_e);
+                            i += 1;
+                        }
+                        (_, Some(&b)) => {
+                            affected.insert(index.endpoint(b).device);
+                            j += 1;
+                        }
+                        (None, None) => unreachable!("loop condition"),
                     }
                 }
             }
@@ -619,20 +670,35 @@ fn affected_devices(prev: &Previous, index: &InventoryIndex, ir: &PolicyIr) -> B
     }
 
     // Defaults.
-    let old_defaults: BTreeSet<(TierKind, &str, Direction, Action)> = effective_defaults(old_ir)
-        .into_iter()
-        .map(|((t, e, d), a)| (t, old_index.endpoint(e).name.as_str(), d, a))
-        .collect();
-    let new_defaults: BTreeSet<(TierKind, &str, Direction, Action)> = effective_defaults(ir)
-        .into_iter()
-        .map(|((t, e, d), a)| (t, index.endpoint(e).name.as_str(), d, a))
-        .collect();
-    for (_, name, _, _) in old_defaults.symmetric_difference(&new_defaults) {
-        if let Some(e) = index.endpoint_by_name(name) {
-            affected.insert(index.endpoint(e).device);
+    if renumber.is_identity() {
+        for (key @ (_, e, _), action) in new_defaults {
+            if prev.defaults.get(key) != Some(action) {
+                affected.insert(index.endpoint(*e).device);
+            }
         }
-        if let Some(e) = old_index.endpoint_by_name(name) {
-            mark_old(&mut affected, e);
+        for key @ (_, e, _) in prev.defaults.keys() {
+            if !new_defaults.contains_key(key) {
+                mark_old(&mut affected, *e);
+            }
+        }
+    } else {
+        let named = |defaults: &Defaults,
+                     idx: &'_ InventoryIndex|
+         -> BTreeSet<(TierKind, String, Direction, Action)> {
+            defaults
+                .iter()
+                .map(|(&(t, e, d), &a)| (t, idx.endpoint(e).name.clone(), d, a))
+                .collect()
+        };
+        let old_named = named(&prev.defaults, old_index);
+        let new_named = named(new_defaults, index);
+        for (_, name, _, _) in old_named.symmetric_difference(&new_named) {
+            if let Some(e) = index.endpoint_by_name(name) {
+                affected.insert(index.endpoint(e).device);
+            }
+            if let Some(e) = old_index.endpoint_by_name(name) {
+                mark_old(&mut affected, e);
+            }
         }
     }
     affected

@@ -124,7 +124,11 @@ pub struct RuleStep {
 }
 
 /// Explains a connection against intent and inventory.
-pub fn explain(set: &IntentSet, index: &InventoryIndex, query: &Query) -> Result<Explanation, LowerError> {
+pub fn explain(
+    set: &IntentSet,
+    index: &InventoryIndex,
+    query: &Query,
+) -> Result<Explanation, LowerError> {
     Ok(Explainer::new(set, index)?.explain(query))
 }
 

@@ -409,6 +409,17 @@ impl<'a> Ctx<'a> {
         Some((project, net))
     }
 
+    /// Endpoints attached to a project's network.
+    fn attached(&self, project: usize, net: usize) -> Vec<EndpointId> {
+        self.by_project
+            .get(self.index.inventory().projects[project].name.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&e| self.index.endpoint(e).network == Some(net))
+            .collect()
+    }
+
     fn network_error(
         policy: &ObjectKey,
         rule: &FirewallRule,
@@ -465,15 +476,7 @@ impl<'a> Ctx<'a> {
             }
             EndpointSpec::Network(n) => {
                 let (project, net) = self.network(scope, n)?;
-                let mut out: Vec<EndpointId> = self
-                    .all
-                    .iter()
-                    .copied()
-                    .filter(|&e| {
-                        let info = self.index.endpoint(e);
-                        info.project == project && info.network == Some(net)
-                    })
-                    .collect();
+                let mut out = self.attached(project, net);
                 for p in &self.index.inventory().projects[project].networks[net].subnets {
                     self.in_prefix(p, &mut out);
                 }
@@ -510,15 +513,7 @@ impl<'a> Ctx<'a> {
             EndpointSpec::Subnet(p) => Some(PrefixSet::from_prefixes([*p])),
             EndpointSpec::Network(n) => {
                 let (project, net) = self.network(scope, n)?;
-                let attached: Vec<EndpointId> = self
-                    .all
-                    .iter()
-                    .copied()
-                    .filter(|&e| {
-                        let info = self.index.endpoint(e);
-                        info.project == project && info.network == Some(net)
-                    })
-                    .collect();
+                let attached = self.attached(project, net);
                 let subnets = &self.index.inventory().projects[project].networks[net].subnets;
                 Some(
                     self.addresses_of(&attached)
