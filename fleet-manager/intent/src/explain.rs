@@ -153,11 +153,7 @@ impl<'a> Explainer<'a> {
 
     /// Explains one connection.
     pub fn explain(&self, query: &Query) -> Explanation {
-        let ev = Evaluator {
-            set: self.set,
-            index: self.index,
-            tags: &self.tags,
-        };
+        let ev = Evaluator::new(self.set, self.index, &self.tags);
         let src_ep = ev.endpoint_at(query.src);
         let dst_ep = ev.endpoint_at(query.dst);
         let mut sides = Vec::new();
@@ -176,7 +172,8 @@ impl<'a> Explainer<'a> {
     }
 }
 
-struct Evaluator<'a> {
+/// Per-connection membership and rule matching over one intent + inventory.
+pub(crate) struct Evaluator<'a> {
     set: &'a IntentSet,
     index: &'a InventoryIndex,
     tags: &'a Tags,
@@ -190,6 +187,20 @@ struct Applied<'a> {
 }
 
 impl<'a> Evaluator<'a> {
+    pub(crate) fn new(set: &'a IntentSet, index: &'a InventoryIndex, tags: &'a Tags) -> Self {
+        Self { set, index, tags }
+    }
+
+    /// Whether endpoint `e` is inside `spec` (as written in `scope`).
+    pub(crate) fn contains(&self, scope: &Scope, spec: &EndpointSpec, e: EndpointId) -> bool {
+        self.local_in(scope, spec, e, &mut Vec::new())
+    }
+
+    /// Whether endpoint `e` carries `tag` (as written in `scope`).
+    pub(crate) fn carries(&self, scope: &Scope, tag: &TagRef, e: EndpointId) -> bool {
+        self.tag_id(scope, tag).is_some_and(|t| self.tags.has(e, t))
+    }
+
     fn endpoint_at(&self, ip: IpAddr) -> Option<EndpointId> {
         match self.index.owner_of(ip) {
             Some(AddressOwner::Endpoint(e)) => Some(e),

@@ -23,7 +23,7 @@ mod store;
 pub mod yaml;
 
 pub use explain::{Explainer, Explanation, Query, RuleStep, SideExplanation, Step, explain};
-pub use lower::{LowerError, Lowered, lower, rule_ref};
+pub use lower::{LowerError, Lowered, Lowerer, lower, rule_ref};
 pub use objects::*;
 pub use resolve::AttachmentError;
 pub use set::{IntentSet, Origin, Reference, ValidationError};

@@ -24,7 +24,7 @@
 //! [`crate::explain`] states the same semantics per connection; property tests check that
 //! the two agree.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -33,6 +33,7 @@ use palisade_inventory::{EndpointId, InventoryIndex};
 use palisade_program::{Action, Direction, Prefix, PrefixSet, TierKind};
 use thiserror::Error;
 
+use crate::explain::Evaluator;
 use crate::objects::*;
 use crate::resolve::{AttachmentError, TagId, Tags};
 use crate::set::{IntentSet, ValidationError};
@@ -61,6 +62,8 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
 pub struct Lowered {
     /// Rules and defaults for the compiler.
     pub ir: PolicyIr,
+    /// How many policy units were lowered afresh (the others came from a [`Lowerer`]'s cache).
+    pub relowered: usize,
     /// Things that are legal but probably not meant (e.g. two sets binding one application).
     pub warnings: Vec<String>,
 }
@@ -183,19 +186,68 @@ pub fn expansions(
 
 /// Lowers validated intent against an inventory.
 pub fn lower(set: &IntentSet, index: &InventoryIndex) -> Result<Lowered, LowerError> {
+    let tags = resolve(set, index)?;
+    let (lowered, _) = lower_units(set, index, &tags, |_| None)?;
+    Ok(lowered)
+}
+
+fn resolve(set: &IntentSet, index: &InventoryIndex) -> Result<Tags, LowerError> {
     let errors = set.validate();
     if !errors.is_empty() {
         return Err(LowerError::Invalid(errors));
     }
-    let tags = Tags::new(set, index).map_err(LowerError::Attachments)?;
+    Tags::new(set, index).map_err(LowerError::Attachments)
+}
+
+/// One policy as applied in its tier: admin and baseline policies on their own, application
+/// policies through one application policy set. The lowering cache works per unit.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct UnitKey {
+    tier: TierKind,
+    set: Option<ObjectKey>,
+    policy: ObjectKey,
+}
+
+type Units = HashMap<UnitKey, Vec<IrRule>>;
+
+/// Lowers every unit in evaluation order, taking a unit's rules from `cached` when it has
+/// them, and computes the application tier's defaults and the warnings.
+fn lower_units(
+    set: &IntentSet,
+    index: &InventoryIndex,
+    tags: &Tags,
+    mut cached: impl FnMut(&UnitKey) -> Option<Vec<IrRule>>,
+) -> Result<(Lowered, Units), LowerError> {
     let mut cx = Ctx::new(set, index, tags);
     let mut out = Lowered::default();
+    let mut units = Units::new();
+    let mut emit = |cx: &mut Ctx<'_>,
+                    unit: UnitKey,
+                    policy: &FirewallPolicy,
+                    filter: &[EndpointId],
+                    out: &mut Lowered|
+     -> Result<(), LowerError> {
+        let rules = match cached(&unit) {
+            Some(rules) => rules,
+            None => {
+                out.relowered += 1;
+                cx.lower_policy(policy, &unit.policy, unit.set.as_ref(), unit.tier, filter)?
+            }
+        };
+        out.ir.rules.extend(rules.iter().cloned());
+        units.insert(unit, rules);
+        Ok(())
+    };
 
     for tier in [TierKind::Admin, TierKind::Baseline] {
         for policy in tier_policies(set, tier) {
-            let key = Object::FirewallPolicy(policy.clone()).key();
+            let unit = UnitKey {
+                tier,
+                set: None,
+                policy: Object::FirewallPolicy(policy.clone()).key(),
+            };
             let filter = cx.scope_filter(&policy.scope);
-            cx.lower_policy(policy, &key, None, tier, &filter, &mut out)?;
+            emit(&mut cx, unit, policy, &filter, &mut out)?;
         }
     }
 
@@ -203,41 +255,35 @@ pub fn lower(set: &IntentSet, index: &InventoryIndex) -> Result<Lowered, LowerEr
     let mut isolated = vec![false; index.endpoints().len()];
     for aps in policy_sets(set) {
         let aps_key = Object::ApplicationPolicySet(aps.clone()).key();
-        let bound: Arc<Vec<EndpointId>> = match &aps.application {
-            None => Arc::new(cx.all.clone()),
+        let bound: Vec<EndpointId> = match &aps.application {
+            None => cx.all.clone(),
             Some(app) => {
-                let Some(tag) = set
-                    .resolve_tag(&aps.scope, app)
-                    .and_then(|k| cx.tags.id(&k))
-                else {
+                let Some(tag) = set.resolve_tag(&aps.scope, app).and_then(|k| tags.id(&k)) else {
                     continue;
                 };
                 bound_by.entry(tag).or_default().push(aps_key.clone());
-                let members = cx.posting(tag);
-                Arc::new(intersect(&members, &cx.scope_filter(&aps.scope)))
+                intersect(&cx.posting(tag), &cx.scope_filter(&aps.scope))
             }
         };
         if !aps.policies.is_empty() {
-            for &e in bound.iter() {
+            for &e in &bound {
                 isolated[e as usize] = true;
             }
         }
         for (policy, key) in set_policies(set, aps) {
-            cx.lower_policy(
-                policy,
-                &key,
-                Some(&aps_key),
-                TierKind::Application,
-                &bound,
-                &mut out,
-            )?;
+            let unit = UnitKey {
+                tier: TierKind::Application,
+                set: Some(aps_key.clone()),
+                policy: key,
+            };
+            emit(&mut cx, unit, policy, &bound, &mut out)?;
         }
     }
     for (tag, sets) in &bound_by {
         if sets.len() > 1 {
             out.warnings.push(format!(
                 "application `{}` is bound by {} application policy sets ({}); their policies run in that order",
-                cx.tags.display(*tag),
+                tags.display(*tag),
                 sets.len(),
                 sets.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
             ));
@@ -256,13 +302,192 @@ pub fn lower(set: &IntentSet, index: &InventoryIndex) -> Result<Lowered, LowerEr
             }
         }
     }
-    Ok(out)
+    Ok((out, units))
+}
+
+/// Lowers repeatedly, re-lowering only the policies a change can affect.
+///
+/// After the first run it keeps the intent, inventory, resolved tags and each unit's rules.
+/// The next run re-lowers a unit when its policy or set changed, when an address or service
+/// group it names changed, or when an endpoint whose tags, addresses or network changed is
+/// (before or after the change) inside one of its rule endpoints or bound by its set — or
+/// the unit has `match_tags` rules over `any`. Anything broader (tags defined or removed,
+/// endpoints added, removed or renamed, projects or networks edited) re-lowers everything.
+/// Tests check that the result always equals [`lower`]'s.
+#[derive(Default)]
+pub struct Lowerer {
+    previous: Option<PreviousLowering>,
+}
+
+struct PreviousLowering {
+    set: IntentSet,
+    index: Arc<InventoryIndex>,
+    tags: Tags,
+    units: Units,
+}
+
+impl Lowerer {
+    /// A lowerer with no history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lowers `set` against `index`, reusing what the previous run lowered where nothing it
+    /// depends on changed.
+    pub fn lower(
+        &mut self,
+        set: &IntentSet,
+        index: Arc<InventoryIndex>,
+    ) -> Result<Lowered, LowerError> {
+        let tags = resolve(set, &index)?;
+        let reuse = self
+            .previous
+            .as_ref()
+            .and_then(|prev| Changes::between(prev, set, &index, &tags));
+        let (lowered, units) = match (&self.previous, reuse) {
+            (Some(prev), Some(changes)) => lower_units(set, &index, &tags, |unit| {
+                let rules = prev.units.get(unit)?;
+                (!changes.affects(unit, prev, set, &index, &tags)).then(|| rules.clone())
+            })?,
+            _ => lower_units(set, &index, &tags, |_| None)?,
+        };
+        self.previous = Some(PreviousLowering {
+            set: set.clone(),
+            index,
+            tags,
+            units,
+        });
+        Ok(lowered)
+    }
+}
+
+/// What changed between the previous run and this one, when the change is narrow enough for
+/// per-unit reuse.
+struct Changes {
+    objects: BTreeSet<ObjectKey>,
+    /// Names of changed address and service groups (any scope).
+    groups: BTreeSet<(ObjectKind, String)>,
+    endpoints: Vec<EndpointId>,
+}
+
+impl Changes {
+    fn between(
+        prev: &PreviousLowering,
+        set: &IntentSet,
+        index: &InventoryIndex,
+        tags: &Tags,
+    ) -> Option<Self> {
+        if prev.tags.keys() != tags.keys()
+            || prev.index.inventory().projects != index.inventory().projects
+            || prev.index.endpoints().len() != index.endpoints().len()
+        {
+            return None;
+        }
+        let mut endpoints = Vec::new();
+        for (i, (old, new)) in prev
+            .index
+            .endpoints()
+            .iter()
+            .zip(index.endpoints())
+            .enumerate()
+        {
+            if old.name != new.name {
+                return None;
+            }
+            let e = i as EndpointId;
+            if old.addresses != new.addresses
+                || old.network != new.network
+                || prev.tags.of(e) != tags.of(e)
+            {
+                endpoints.push(e);
+            }
+        }
+        let mut objects = BTreeSet::new();
+        let old: Vec<(ObjectKey, &Object)> = prev.set.objects().map(|o| (o.key(), o)).collect();
+        let new: Vec<(ObjectKey, &Object)> = set.objects().map(|o| (o.key(), o)).collect();
+        let old_map: HashMap<&ObjectKey, &Object> = old.iter().map(|(k, o)| (k, *o)).collect();
+        let new_map: HashMap<&ObjectKey, &Object> = new.iter().map(|(k, o)| (k, *o)).collect();
+        for (k, o) in &new {
+            if old_map.get(k) != Some(o) {
+                objects.insert(k.clone());
+            }
+        }
+        for (k, _) in &old {
+            if !new_map.contains_key(k) {
+                objects.insert(k.clone());
+            }
+        }
+        let groups = objects
+            .iter()
+            .filter(|k| matches!(k.kind, ObjectKind::AddressGroup | ObjectKind::ServiceGroup))
+            .map(|k| (k.kind, k.name.clone()))
+            .collect();
+        Some(Self {
+            objects,
+            groups,
+            endpoints,
+        })
+    }
+
+    fn affects(
+        &self,
+        unit: &UnitKey,
+        prev: &PreviousLowering,
+        set: &IntentSet,
+        index: &InventoryIndex,
+        tags: &Tags,
+    ) -> bool {
+        if self.objects.contains(&unit.policy)
+            || unit.set.as_ref().is_some_and(|s| self.objects.contains(s))
+        {
+            return true;
+        }
+        let Some(Object::FirewallPolicy(policy)) = set.get(&unit.policy) else {
+            return true;
+        };
+        if !self.groups.is_empty()
+            && set
+                .references(&Object::FirewallPolicy(policy.clone()))
+                .iter()
+                .any(|r| self.groups.contains(&(r.kind, r.written.clone())))
+        {
+            return true;
+        }
+        if self.endpoints.is_empty() {
+            return false;
+        }
+        let before = Evaluator::new(&prev.set, &prev.index, &prev.tags);
+        let after = Evaluator::new(set, index, tags);
+        let application = unit.set.as_ref().and_then(|k| match set.get(k) {
+            Some(Object::ApplicationPolicySet(s)) => {
+                s.application.as_ref().map(|a| (s.scope.clone(), a.clone()))
+            }
+            _ => None,
+        });
+        self.endpoints.iter().any(|&e| {
+            let bound = application.as_ref().is_some_and(|(scope, app)| {
+                before.carries(scope, app, e) || after.carries(scope, app, e)
+            });
+            bound
+                || policy.rules.iter().any(|rule| {
+                    [&rule.endpoint_1, &rule.endpoint_2]
+                        .into_iter()
+                        .any(|spec| match spec {
+                            EndpointSpec::Any => !rule.match_tags.is_empty(),
+                            _ => {
+                                before.contains(&policy.scope, spec, e)
+                                    || after.contains(&policy.scope, spec, e)
+                            }
+                        })
+                })
+        })
+    }
 }
 
 struct Ctx<'a> {
     set: &'a IntentSet,
     index: &'a InventoryIndex,
-    tags: Tags,
+    tags: &'a Tags,
     postings: Vec<Vec<EndpointId>>,
     all: Vec<EndpointId>,
     by_project: HashMap<&'a str, Vec<EndpointId>>,
@@ -306,7 +531,7 @@ fn spec_name(spec: &EndpointSpec) -> String {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(set: &'a IntentSet, index: &'a InventoryIndex, tags: Tags) -> Self {
+    fn new(set: &'a IntentSet, index: &'a InventoryIndex, tags: &'a Tags) -> Self {
         let mut postings = vec![Vec::new(); tags.keys().len()];
         for id in 0..index.endpoints().len() as EndpointId {
             for values in tags.of(id).values() {
@@ -555,8 +780,8 @@ impl<'a> Ctx<'a> {
         aps: Option<&ObjectKey>,
         tier: TierKind,
         filter: &[EndpointId],
-        out: &mut Lowered,
-    ) -> Result<(), LowerError> {
+    ) -> Result<Vec<IrRule>, LowerError> {
+        let mut out = Vec::new();
         let scope = &policy.scope;
         for rule in sorted_rules(policy) {
             let base = rule_ref(tier, aps, key, &rule.sequence);
@@ -604,13 +829,13 @@ impl<'a> Ctx<'a> {
                         ir.mirror = rule.mirror.clone();
                         ir.redirect = rule.redirect.clone();
                         if !ir.is_void() {
-                            out.ir.rules.push(ir);
+                            out.push(ir);
                         }
                     }
                 }
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Splits a rule's local side by its `match_tags` values and narrows the remote side of

@@ -39,9 +39,37 @@ impl std::fmt::Display for AttachmentError {
     }
 }
 
+/// Resolves one attachment written in `scope`: its type and tag id, or why not.
+fn resolve_one<'t>(
+    set: &IntentSet,
+    ids: &HashMap<ObjectKey, TagId>,
+    scope: &Scope,
+    text: &'t str,
+) -> Result<(&'t str, TagId), String> {
+    let tag: TagRef = text.parse()?;
+    let Some(key) = set.resolve_tag(scope, &tag) else {
+        let where_ = match scope {
+            Scope::Global => "globally".to_string(),
+            Scope::Project(p) => format!("in project `{p}` or globally"),
+        };
+        return Err(format!(
+            "tag `{tag}` is not defined {where_}; define it with `tag {}={}`",
+            tag.kind, tag.value
+        ));
+    };
+    let kind = text
+        .trim_start_matches("global:")
+        .split_once('=')
+        .map_or(text, |(k, _)| k);
+    Ok((kind, ids[&key]))
+}
+
 impl Tags {
     /// Resolves every attachment of the inventory. Fails with every unresolvable attachment.
-    pub fn new(set: &IntentSet, index: &InventoryIndex) -> Result<Self, Vec<AttachmentError>> {
+    pub fn new<'a>(
+        set: &'a IntentSet,
+        index: &'a InventoryIndex,
+    ) -> Result<Self, Vec<AttachmentError>> {
         let keys: Vec<ObjectKey> = set
             .objects()
             .map(|o| o.key())
@@ -54,47 +82,41 @@ impl Tags {
             .collect();
         let mut errors = Vec::new();
         let inv = index.inventory();
-        // Resolve each level once: (project, network) and workload and interface levels.
-        let resolve_level =
-            |object: String, scope: &Scope, tags: &[String], errors: &mut Vec<AttachmentError>| {
-                let mut level: BTreeMap<String, Vec<TagId>> = BTreeMap::new();
+        // Most attachments repeat (`tier=web` on thousands of workloads): resolve each
+        // (project, text) once.
+        let mut memo: HashMap<(&str, &str), Result<(&str, TagId), String>> = HashMap::new();
+        let mut resolve_level =
+            |object: &dyn Fn() -> String,
+             project: &'a str,
+             tags: &'a [String],
+             errors: &mut Vec<AttachmentError>| {
+                let mut level: Level = BTreeMap::new();
                 for text in tags {
-                    let tag: TagRef = match text.parse() {
-                        Ok(t) => t,
+                    let resolved = memo
+                        .entry((project, text.as_str()))
+                        .or_insert_with(|| {
+                            resolve_one(set, &ids, &Scope::Project(project.to_string()), text)
+                        })
+                        .clone();
+                    let (kind, id) = match resolved {
+                        Ok(r) => r,
                         Err(message) => {
                             errors.push(AttachmentError {
-                                object: object.clone(),
+                                object: object(),
                                 message,
                             });
                             continue;
                         }
                     };
-                    let Some(key) = set.resolve_tag(scope, &tag) else {
-                        let where_ = match scope {
-                            Scope::Global => "globally".to_string(),
-                            Scope::Project(p) => format!("in project `{p}` or globally"),
-                        };
+                    let entry = level.entry(kind.to_string()).or_default();
+                    if kind != "label" && !entry.is_empty() {
                         errors.push(AttachmentError {
-                            object: object.clone(),
-                            message: format!(
-                                "tag `{tag}` is not defined {where_}; define it with `tag {}={}`",
-                                tag.kind, tag.value
-                            ),
-                        });
-                        continue;
-                    };
-                    let entry = level.entry(tag.kind.clone()).or_default();
-                    if tag.kind != "label" && !entry.is_empty() {
-                        errors.push(AttachmentError {
-                            object: object.clone(),
-                            message: format!(
-                                "attaches two `{}` tags; only `label` may repeat",
-                                tag.kind
-                            ),
+                            object: object(),
+                            message: format!("attaches two `{kind}` tags; only `label` may repeat"),
                         });
                         continue;
                     }
-                    entry.push(ids[&key]);
+                    entry.push(id);
                 }
                 level
             };
@@ -102,16 +124,19 @@ impl Tags {
             .projects
             .iter()
             .map(|p| {
-                let scope = Scope::Project(p.name.clone());
-                let own =
-                    resolve_level(format!("project {}", p.name), &scope, &p.tags, &mut errors);
+                let own = resolve_level(
+                    &|| format!("project {}", p.name),
+                    &p.name,
+                    &p.tags,
+                    &mut errors,
+                );
                 let nets = p
                     .networks
                     .iter()
                     .map(|n| {
                         resolve_level(
-                            format!("project {}, network {}", p.name, n.name),
-                            &scope,
+                            &|| format!("project {}, network {}", p.name, n.name),
+                            &p.name,
                             &n.tags,
                             &mut errors,
                         )
@@ -125,8 +150,8 @@ impl Tags {
             .iter()
             .map(|w| {
                 resolve_level(
-                    format!("workload {}/{}", w.project, w.name),
-                    &Scope::Project(w.project.clone()),
+                    &|| format!("workload {}/{}", w.project, w.name),
+                    &w.project,
                     &w.tags,
                     &mut errors,
                 )
@@ -137,11 +162,13 @@ impl Tags {
             let iface = index.interface_of(id as EndpointId);
             let w = index.workload_of(id as EndpointId);
             let iface_level = resolve_level(
-                format!(
-                    "workload {}/{}, interface {}",
-                    w.project, w.name, iface.name
-                ),
-                &Scope::Project(w.project.clone()),
+                &|| {
+                    format!(
+                        "workload {}/{}, interface {}",
+                        w.project, w.name, iface.name
+                    )
+                },
+                &w.project,
                 &iface.tags,
                 &mut errors,
             );

@@ -26,6 +26,7 @@ struct GenWorkload {
     label: Option<usize>,
     on_network: bool,
     iface_tier: Option<usize>,
+    app: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -119,6 +120,9 @@ impl Gen {
                     }
                     if let Some(l) = w.label {
                         tags.push(format!("label={}", LABELS[l]));
+                    }
+                    if let Some(a) = w.app {
+                        tags.push(format!("application={}", APPS[a]));
                     }
                     Workload {
                         name: format!("w{i}"),
@@ -358,9 +362,10 @@ fn arb_gen() -> impl Strategy<Value = Gen> {
         proptest::option::of(0usize..2),
         any::<bool>(),
         proptest::option::weighted(0.2, 0usize..3),
+        proptest::option::weighted(0.2, 0usize..2),
     )
         .prop_map(
-            |(project, device, tier, deployment, label, on_network, iface_tier)| GenWorkload {
+            |(project, device, tier, deployment, label, on_network, iface_tier, app)| GenWorkload {
                 project,
                 device,
                 tier,
@@ -368,6 +373,7 @@ fn arb_gen() -> impl Strategy<Value = Gen> {
                 label,
                 on_network,
                 iface_tier,
+                app,
             },
         );
     let rule = (
@@ -455,5 +461,101 @@ proptest! {
             // `check` asserts agreement side by side and decision by decision.
             world.check(address(s), address(d), protocol, port);
         }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Edit {
+    Tier(usize, Option<usize>),
+    Deployment(usize, Option<usize>),
+    Label(usize, Option<usize>),
+    App(usize, Option<usize>),
+    InterfaceTier(usize, Option<usize>),
+    Network(usize),
+    Device(usize, usize),
+    RuleAction(usize, usize, u8),
+    RuleService(usize, usize, u8),
+    SetPicks(usize, Vec<usize>),
+}
+
+fn apply(g: &mut Gen, edit: &Edit) {
+    let n = g.workloads.len();
+    match edit {
+        Edit::Tier(w, v) => g.workloads[w % n].tier = *v,
+        Edit::Deployment(w, v) => g.workloads[w % n].deployment = *v,
+        Edit::Label(w, v) => g.workloads[w % n].label = *v,
+        Edit::App(w, v) => g.workloads[w % n].app = *v,
+        Edit::InterfaceTier(w, v) => g.workloads[w % n].iface_tier = *v,
+        Edit::Network(w) => g.workloads[w % n].on_network ^= true,
+        Edit::Device(w, d) => g.workloads[w % n].device = d % 3,
+        Edit::RuleAction(p, r, a) | Edit::RuleService(p, r, a) => {
+            let p = p % g.policies.len();
+            let rules = &mut g.policies[p].rules;
+            if !rules.is_empty() {
+                let len = rules.len();
+                let rule = &mut rules[r % len];
+                if matches!(edit, Edit::RuleAction(..)) {
+                    rule.action = *a;
+                } else {
+                    rule.service = *a;
+                }
+            }
+        }
+        Edit::SetPicks(s, picks) => {
+            if !g.sets.is_empty() {
+                let len = g.sets.len();
+                g.sets[s % len].1 = picks.clone();
+            }
+        }
+    }
+}
+
+fn arb_edit() -> impl Strategy<Value = Edit> {
+    let v3 = proptest::option::of(0usize..3);
+    let v2 = proptest::option::of(0usize..2);
+    prop_oneof![
+        (0usize..8, v3.clone()).prop_map(|(w, v)| Edit::Tier(w, v)),
+        (0usize..8, v2.clone()).prop_map(|(w, v)| Edit::Deployment(w, v)),
+        (0usize..8, v2.clone()).prop_map(|(w, v)| Edit::Label(w, v)),
+        (0usize..8, v2).prop_map(|(w, v)| Edit::App(w, v)),
+        (0usize..8, v3).prop_map(|(w, v)| Edit::InterfaceTier(w, v)),
+        (0usize..8).prop_map(Edit::Network),
+        (0usize..8, 0usize..3).prop_map(|(w, d)| Edit::Device(w, d)),
+        (0usize..5, 0usize..4, 0u8..3).prop_map(|(p, r, a)| Edit::RuleAction(p, r, a)),
+        (0usize..5, 0usize..4, 0u8..6).prop_map(|(p, r, s)| Edit::RuleService(p, r, s)),
+        (0usize..3, proptest::collection::vec(0usize..4, 0..3))
+            .prop_map(|(s, p)| Edit::SetPicks(s, p)),
+    ]
+}
+
+fn intent_of(g: &Gen) -> IntentSet {
+    IntentSet::from_objects(g.objects().into_iter().map(|o| (o, None))).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A `Lowerer` that reuses its previous run gives exactly what lowering from scratch gives.
+    #[test]
+    fn incremental_lowering_equals_full_lowering(
+        g in arb_gen(),
+        edits in proptest::collection::vec(arb_edit(), 1..4),
+    ) {
+        let mut lowerer = Lowerer::new();
+        let index = std::sync::Arc::new(g.inventory().index().unwrap());
+        let first = lowerer.lower(&intent_of(&g), index).unwrap();
+        prop_assert_eq!(first.ir.clone(), lower(&intent_of(&g), &g.inventory().index().unwrap()).unwrap().ir);
+
+        let mut next = g.clone();
+        for e in &edits {
+            apply(&mut next, e);
+        }
+        let set = intent_of(&next);
+        let index = next.inventory().index().unwrap();
+        let full = lower(&set, &index).unwrap();
+        let incremental = lowerer.lower(&set, std::sync::Arc::new(index)).unwrap();
+        prop_assert_eq!(&incremental.ir, &full.ir);
+        prop_assert_eq!(&incremental.warnings, &full.warnings);
+        prop_assert!(incremental.relowered <= full.relowered);
     }
 }
