@@ -261,7 +261,7 @@ impl Plan {
             if rule.is_void() {
                 continue;
             }
-            for &e in &rule.local {
+            for &e in rule.local.iter() {
                 let d = index.endpoint(e).device;
                 if last_pushed[d] != ri {
                     last_pushed[d] = ri;
@@ -591,15 +591,15 @@ fn affected_devices(
     for rule in &ir.rules {
         match old_by_id.get(rule.id.as_str()) {
             None => {
-                for &e in &rule.local {
+                for &e in rule.local.iter() {
                     affected.insert(index.endpoint(e).device);
                 }
             }
             Some(old) if !same_except_local(old, rule, &mut same_sets) => {
-                for &e in &old.local {
+                for &e in old.local.iter() {
                     mark_old(&mut affected, e);
                 }
-                for &e in &rule.local {
+                for &e in rule.local.iter() {
                     affected.insert(index.endpoint(e).device);
                 }
             }
@@ -639,7 +639,7 @@ fn affected_devices(
     }
     for old in &old_ir.rules {
         if !new_by_id.contains_key(old.id.as_str()) {
-            for &e in &old.local {
+            for &e in old.local.iter() {
                 mark_old(&mut affected, e);
             }
         }
@@ -660,10 +660,10 @@ fn affected_devices(
     let kept = longest_increasing(&positions);
     for (k, id) in old_order.iter().enumerate() {
         if !kept[k] {
-            for &e in &new_by_id[id].local {
+            for &e in new_by_id[id].local.iter() {
                 affected.insert(index.endpoint(e).device);
             }
-            for &e in &old_by_id[id].local {
+            for &e in old_by_id[id].local.iter() {
                 mark_old(&mut affected, e);
             }
         }

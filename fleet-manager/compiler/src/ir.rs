@@ -29,8 +29,9 @@ pub struct IrRule {
     pub tier: TierKind,
     /// Into or out of the local endpoints.
     pub direction: Direction,
-    /// Local endpoints it applies to: sorted, unique.
-    pub local: Vec<EndpointId>,
+    /// Local endpoints it applies to: sorted, unique. Shared, since one selection often
+    /// serves many rules and incremental runs reuse rules.
+    pub local: Arc<[EndpointId]>,
     /// Remote addresses; `None` for any address. Share the `Arc` between rules with the same
     /// remote side: the compiler then interns it once per device.
     pub remote: Option<Arc<RemoteSet>>,
@@ -58,14 +59,14 @@ impl IrRule {
         id: impl Into<String>,
         tier: TierKind,
         direction: Direction,
-        local: Vec<EndpointId>,
+        local: impl Into<Arc<[EndpointId]>>,
         action: Action,
     ) -> Self {
         Self {
             id: id.into(),
             tier,
             direction,
-            local,
+            local: local.into(),
             remote: None,
             protocol: None,
             src_ports: Vec::new(),

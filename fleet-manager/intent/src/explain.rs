@@ -217,8 +217,7 @@ impl<'a> Evaluator<'a> {
                 .map(|e| {
                     self.tags
                         .of(e)
-                        .values()
-                        .flatten()
+                        .iter()
                         .map(|&t| self.tags.display(t))
                         .collect()
                 })

@@ -534,10 +534,8 @@ impl<'a> Ctx<'a> {
     fn new(set: &'a IntentSet, index: &'a InventoryIndex, tags: &'a Tags) -> Self {
         let mut postings = vec![Vec::new(); tags.keys().len()];
         for id in 0..index.endpoints().len() as EndpointId {
-            for values in tags.of(id).values() {
-                for &t in values {
-                    postings[t as usize].push(id);
-                }
+            for &t in tags.of(id) {
+                postings[t as usize].push(id);
             }
         }
         let mut by_project: HashMap<&str, Vec<EndpointId>> = HashMap::new();

@@ -2,7 +2,7 @@
 //! effective tag set, inherited project -> network -> workload -> interface with the most
 //! specific level winning per type (`label` tags accumulate instead).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use palisade_inventory::{EndpointId, InventoryIndex};
 
@@ -12,16 +12,22 @@ use crate::set::IntentSet;
 /// Index of a defined tag in [`Tags::keys`].
 pub type TagId = u32;
 
-/// The tags one level (project, network, workload, interface) attaches, by type.
-type Level = BTreeMap<String, Vec<TagId>>;
+/// Index of a tag type in [`Tags`]' type table.
+type KindId = u16;
+
+/// The tags one level (project, network, workload, interface) attaches.
+type Level = Vec<(KindId, TagId)>;
 
 /// Every endpoint's effective tags.
 #[derive(Clone, Debug)]
 pub struct Tags {
     keys: Vec<ObjectKey>,
     ids: HashMap<ObjectKey, TagId>,
-    /// Per endpoint: tag type -> tag ids (one id, or several for `label`).
-    effective: Vec<BTreeMap<String, Vec<TagId>>>,
+    /// The type of each tag.
+    kind_of: Vec<KindId>,
+    kind_ids: HashMap<String, KindId>,
+    /// Per endpoint: its effective tags, sorted.
+    effective: Vec<Vec<TagId>>,
 }
 
 /// A tag attachment in the inventory that does not resolve.
@@ -80,6 +86,16 @@ impl Tags {
             .enumerate()
             .map(|(i, k)| (k.clone(), i as TagId))
             .collect();
+        let mut kind_ids: HashMap<String, KindId> = HashMap::new();
+        let kind_of: Vec<KindId> = keys
+            .iter()
+            .map(|k| {
+                let kind = k.name.split_once('=').map_or(k.name.as_str(), |(t, _)| t);
+                let next = kind_ids.len() as KindId;
+                *kind_ids.entry(kind.to_string()).or_insert(next)
+            })
+            .collect();
+        let label = kind_ids.get("label").copied().unwrap_or(KindId::MAX);
         let mut errors = Vec::new();
         let inv = index.inventory();
         // Most attachments repeat (`tier=web` on thousands of workloads): resolve each
@@ -90,7 +106,7 @@ impl Tags {
              project: &'a str,
              tags: &'a [String],
              errors: &mut Vec<AttachmentError>| {
-                let mut level: Level = BTreeMap::new();
+                let mut level: Level = Vec::new();
                 for text in tags {
                     let resolved = memo
                         .entry((project, text.as_str()))
@@ -108,15 +124,15 @@ impl Tags {
                             continue;
                         }
                     };
-                    let entry = level.entry(kind.to_string()).or_default();
-                    if kind != "label" && !entry.is_empty() {
+                    let k = kind_of[id as usize];
+                    if kind != "label" && level.iter().any(|&(lk, _)| lk == k) {
                         errors.push(AttachmentError {
                             object: object(),
                             message: format!("attaches two `{kind}` tags; only `label` may repeat"),
                         });
                         continue;
                     }
-                    entry.push(id);
+                    level.push((k, id));
                 }
                 level
             };
@@ -173,7 +189,7 @@ impl Tags {
                 &mut errors,
             );
             let (project_level, network_levels) = &projects[e.project];
-            let mut tags: BTreeMap<String, Vec<TagId>> = BTreeMap::new();
+            let mut tags: Level = Vec::new();
             let levels = [
                 Some(project_level),
                 e.network.map(|n| &network_levels[n]),
@@ -181,23 +197,25 @@ impl Tags {
                 Some(&iface_level),
             ];
             for level in levels.into_iter().flatten() {
-                for (kind, values) in level {
-                    if kind == "label" {
-                        let labels = tags.entry(kind.clone()).or_default();
-                        labels.extend(values);
-                        labels.sort_unstable();
-                        labels.dedup();
-                    } else {
-                        tags.insert(kind.clone(), values.clone());
+                for &(kind, id) in level {
+                    // A more specific level replaces the type's value; labels accumulate.
+                    if kind != label {
+                        tags.retain(|&(k, _)| k != kind);
                     }
+                    tags.push((kind, id));
                 }
             }
-            effective.push(tags);
+            let mut ids: Vec<TagId> = tags.into_iter().map(|(_, id)| id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            effective.push(ids);
         }
         if errors.is_empty() {
             Ok(Self {
                 keys,
                 ids,
+                kind_of,
+                kind_ids,
                 effective,
             })
         } else {
@@ -215,23 +233,23 @@ impl Tags {
         self.ids.get(key).copied()
     }
 
-    /// An endpoint's effective tags by type.
-    pub fn of(&self, endpoint: EndpointId) -> &BTreeMap<String, Vec<TagId>> {
+    /// An endpoint's effective tags, sorted.
+    pub fn of(&self, endpoint: EndpointId) -> &[TagId] {
         &self.effective[endpoint as usize]
     }
 
     /// Whether an endpoint carries a tag.
     pub fn has(&self, endpoint: EndpointId, tag: TagId) -> bool {
-        let key = &self.keys[tag as usize];
-        let kind = key.name.split_once('=').map_or("", |(k, _)| k);
-        self.of(endpoint)
-            .get(kind)
-            .is_some_and(|values| values.contains(&tag))
+        self.of(endpoint).binary_search(&tag).is_ok()
     }
 
     /// The endpoint's tag of a non-repeatable type, if it has one.
     pub fn value(&self, endpoint: EndpointId, kind: &str) -> Option<TagId> {
-        self.of(endpoint).get(kind).and_then(|v| v.first().copied())
+        let kind = *self.kind_ids.get(kind)?;
+        self.of(endpoint)
+            .iter()
+            .copied()
+            .find(|&t| self.kind_of[t as usize] == kind)
     }
 
     /// `type=value` of a tag, with its project when project-scoped.
