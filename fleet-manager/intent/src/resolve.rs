@@ -45,6 +45,9 @@ impl std::fmt::Display for AttachmentError {
     }
 }
 
+/// An attachment's type and tag id, or why it does not resolve.
+type Resolution<'t> = Result<(&'t str, TagId), String>;
+
 /// Resolves one attachment written in `scope`: its type and tag id, or why not.
 fn resolve_one<'t>(
     set: &IntentSet,
@@ -100,7 +103,7 @@ impl Tags {
         let inv = index.inventory();
         // Most attachments repeat (`tier=web` on thousands of workloads): resolve each
         // (project, text) once.
-        let mut memo: HashMap<(&str, &str), Result<(&str, TagId), String>> = HashMap::new();
+        let mut memo: HashMap<(&str, &str), Resolution<'_>> = HashMap::new();
         let mut resolve_level =
             |object: &dyn Fn() -> String,
              project: &'a str,
