@@ -2,7 +2,7 @@
 # Palisade's whole test suite, runnable on a fresh Debian 12 machine with Rust (rustup).
 #
 # It installs what the tests need (Debian packages, Rust components), then runs
-# `cargo fmt --check`, `cargo clippy -D warnings` and every test of the workspace.
+# `cargo fmt --check`, `cargo clippy -D warnings`, `cargo doc` and every test of the workspace.
 # Test data is read from ../shared (see README); tests that need it say so loudly when
 # it is missing.
 set -euo pipefail
@@ -35,6 +35,9 @@ cargo fmt --all -- --check
 
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> cargo doc (broken links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 echo "==> cargo test"
 cargo test --workspace --locked --no-fail-fast

@@ -1,6 +1,6 @@
 //! `explain`: the verdict for one connection, with its path, computed straight from intent.
 //!
-//! This is the second statement of the semantics in [`crate::lower`]: it never builds rule
+//! This is the second statement of the semantics in [`mod@crate::lower`]: it never builds rule
 //! lists or address sets, it asks per connection "is the initiator in endpoint 1? is the
 //! responder in endpoint 2? do their tags match?". Property tests check that it agrees with
 //! the compiled device programs run by the reference interpreter.

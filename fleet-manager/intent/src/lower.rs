@@ -21,7 +21,7 @@
 //!   interfaces carrying the same tags.
 //! * **Services.** A service group becomes one rule per service, in order.
 //!
-//! [`crate::explain`] states the same semantics per connection; property tests check that
+//! [`mod@crate::explain`] states the same semantics per connection; property tests check that
 //! the two agree.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
