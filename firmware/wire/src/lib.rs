@@ -1,0 +1,1 @@
+//! Packet parsing for the Palisade dataplane.

@@ -1,0 +1,1 @@
+//! Hardware profiles of supported DPUs and SmartNICs.
