@@ -1,1 +1,12 @@
-//! The software packet classifier.
+//! Palisade's software packet classifier.
+//!
+//! [`Engine`] is a tuple-space classifier with priority pruning: linear memory and build
+//! time, single-rule insert and delete, first match by priority. It classifies ClassBench
+//! 5-tuple rule lists ([`classbench`]) and device programs ([`ProgramClassifier`]).
+
+pub mod classbench;
+mod engine;
+mod program;
+
+pub use engine::{Addr, Engine, Key, Match, Rule, UpdateError};
+pub use program::{Decided, Judgement, ProgramClassifier, Side};

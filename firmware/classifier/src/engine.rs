@@ -1,0 +1,747 @@
+//! The tuple-space engine: first-match classification of keys (tag, source, destination,
+//! ports, protocol) against prioritized rules, with single-rule insert and delete.
+//!
+//! Rules are grouped into **tables** by the *class* of their two prefix lengths (each length
+//! rounded down to one of a few class boundaries, e.g. 0/16/32 for IPv4) and by whether their
+//! protocol is exact. Inside a table, a hash map goes from the key's fields masked to the
+//! table's lengths (plus tag and, for protocol-exact tables, protocol) to the table's rules
+//! with those bits, sorted by priority. Every rule sits in exactly one bucket: no
+//! replication, so memory and build time are linear and an update touches one bucket.
+//!
+//! A lookup probes the tables in order of the best (lowest) priority they hold and stops as
+//! soon as the next table cannot beat the match found so far; inside a bucket it stops at
+//! the first rule that matches on every field (they are sorted), or at the first whose
+//! priority is no better than the current match. Lower priority value = earlier rule =
+//! wins.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// An address width the engine works on (IPv4 as `u32`, IPv6 as `u128`).
+pub trait Addr: Copy + Eq + Hash + Ord + std::fmt::Debug + Default + Send + Sync + 'static {
+    /// Bits in the address.
+    const BITS: u8;
+    /// Class boundaries for prefix lengths, ascending, starting at 0.
+    const CLASSES: &'static [u8];
+    /// The mask of a prefix of `len` bits.
+    fn mask(len: u8) -> Self;
+    /// Bitwise and.
+    fn and(self, other: Self) -> Self;
+    /// Mixes the address into a running hash.
+    fn fold(self, h: u64) -> u64;
+}
+
+impl Addr for u32 {
+    const BITS: u8 = 32;
+    const CLASSES: &'static [u8] = &[0, 16, 32];
+
+    fn mask(len: u8) -> Self {
+        if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(len.min(32)))
+        }
+    }
+
+    fn and(self, other: Self) -> Self {
+        self & other
+    }
+
+    fn fold(self, h: u64) -> u64 {
+        mix(h, u64::from(self))
+    }
+}
+
+impl Addr for u128 {
+    const BITS: u8 = 128;
+    const CLASSES: &'static [u8] = &[0, 32, 48, 64, 128];
+
+    fn mask(len: u8) -> Self {
+        if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(len.min(128)))
+        }
+    }
+
+    fn and(self, other: Self) -> Self {
+        self & other
+    }
+
+    fn fold(self, h: u64) -> u64 {
+        mix(mix(h, self as u64), (self >> 64) as u64)
+    }
+}
+
+/// A rule of the engine: a conjunction of one predicate per field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule<A: Addr> {
+    /// Exact tag (the dataplane uses it for the direction; ClassBench rules use 0).
+    pub tag: u8,
+    /// Source prefix (address with host bits clear) and length.
+    pub src: (A, u8),
+    /// Destination prefix and length.
+    pub dst: (A, u8),
+    /// Source port range, inclusive.
+    pub sport: (u16, u16),
+    /// Destination port range, inclusive.
+    pub dport: (u16, u16),
+    /// Protocol value and mask: matches when `proto & mask == value & mask`.
+    pub proto: (u8, u8),
+}
+
+/// What a lookup is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Key<A: Addr> {
+    /// Tag.
+    pub tag: u8,
+    /// Source address.
+    pub src: A,
+    /// Destination address.
+    pub dst: A,
+    /// Source port (0 for protocols without ports).
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Protocol.
+    pub proto: u8,
+}
+
+/// A match: the rule's priority and the caller's id for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Match {
+    /// Priority (lower wins).
+    pub priority: u32,
+    /// The caller's id.
+    pub id: u32,
+}
+
+/// A compact rule as stored in a bucket: everything a match check needs, in one place.
+#[derive(Clone, Copy, Debug, Default)]
+struct Candidate<A: Addr> {
+    src: A,
+    src_mask: A,
+    dst: A,
+    dst_mask: A,
+    sport: (u16, u16),
+    dport: (u16, u16),
+    proto: u8,
+    proto_mask: u8,
+    /// `priority << 32 | id`: one number orders candidates, ties on priority going to the
+    /// lower id, so the answer never depends on table or bucket order.
+    rank: u64,
+}
+
+#[inline(always)]
+fn rank(priority: u32, id: u32) -> u64 {
+    u64::from(priority) << 32 | u64::from(id)
+}
+
+impl<A: Addr> Candidate<A> {
+    #[inline(always)]
+    fn matches(&self, k: &Key<A>) -> bool {
+        k.src.and(self.src_mask) == self.src
+            && k.dst.and(self.dst_mask) == self.dst
+            && self.dport.0 <= k.dport
+            && k.dport <= self.dport.1
+            && self.sport.0 <= k.sport
+            && k.sport <= self.sport.1
+            && k.proto & self.proto_mask == self.proto
+    }
+}
+
+/// One step of the engine's multiply-rotate hash (keys are a few fixed-size integers; the
+/// default SipHash would cost several times more, and a crafted flood can only lengthen a
+/// probe sequence, not the bucket a rule sits in).
+#[inline(always)]
+fn mix(h: u64, word: u64) -> u64 {
+    (h.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+}
+
+/// A bucket key: the masked addresses plus tag and (for protocol-exact tables) protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+struct BucketKey<A: Addr> {
+    src: A,
+    dst: A,
+    tag_proto: u16,
+}
+
+impl<A: Addr> BucketKey<A> {
+    #[inline(always)]
+    fn hash(&self) -> u64 {
+        let h = mix(self.dst.fold(self.src.fold(0)), u64::from(self.tag_proto));
+        // Fold the high half in: slots use the low bits, the filter the high ones.
+        h ^ (h >> 29)
+    }
+}
+
+/// The shape of a table: class lengths and whether the protocol is part of the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Shape {
+    src_len: u8,
+    dst_len: u8,
+    proto_exact: bool,
+}
+
+/// One hash slot: the bucket key, the bucket's best candidate inline (most buckets hold one
+/// rule, so a hit usually costs one cache line), and where the rest of the bucket is.
+#[derive(Clone, Copy, Debug)]
+struct Slot<A: Addr> {
+    key: BucketKey<A>,
+    /// Index into `Table::overflow` of the bucket's other candidates, or `NONE`.
+    overflow: u32,
+    first: Candidate<A>,
+}
+
+const NONE: u32 = u32::MAX;
+const EMPTY: u64 = u64::MAX;
+
+/// Bits of filter per slot of capacity: a probe first tests one bit picked by the hash, so
+/// most probes of a table that does not hold the key stay in a small, cache-resident array.
+const FILTER_BITS_PER_SLOT: usize = 4;
+
+struct Table<A: Addr> {
+    shape: Shape,
+    src_mask: A,
+    dst_mask: A,
+    /// A lower bound of the ranks in the table (exact after a build; deletes leave it
+    /// stale-low, which only costs pruning, never correctness).
+    min_rank: u64,
+    /// Open addressing with linear probing; an empty slot has `first.rank == EMPTY`.
+    slots: Vec<Slot<A>>,
+    /// One bit per hash value (modulo its length) of every occupied slot's key.
+    filter: Vec<u64>,
+    /// How many occupied slots set each filter bit (saturating: a bit whose count reached
+    /// the maximum stays set for good, which is safe).
+    filter_counts: Vec<u8>,
+    /// Candidates beyond the first of each bucket, sorted by priority.
+    overflow: Vec<Vec<Candidate<A>>>,
+    free_overflow: Vec<u32>,
+    buckets: usize,
+    rules: usize,
+}
+
+impl<A: Addr> Table<A> {
+    fn new(shape: Shape, capacity: usize) -> Self {
+        let slots = capacity.next_power_of_two().max(8);
+        let empty = Slot {
+            key: BucketKey::default(),
+            overflow: NONE,
+            first: Candidate {
+                rank: EMPTY,
+                ..Candidate::default()
+            },
+        };
+        Self {
+            shape,
+            src_mask: A::mask(shape.src_len),
+            dst_mask: A::mask(shape.dst_len),
+            min_rank: u64::MAX,
+            slots: vec![empty; slots],
+            filter: vec![0; (slots * FILTER_BITS_PER_SLOT).div_ceil(64)],
+            filter_counts: vec![0; (slots * FILTER_BITS_PER_SLOT).div_ceil(64) * 64],
+            overflow: Vec::new(),
+            free_overflow: Vec::new(),
+            buckets: 0,
+            rules: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn bucket_key(&self, k: &Key<A>) -> BucketKey<A> {
+        BucketKey {
+            src: k.src.and(self.src_mask),
+            dst: k.dst.and(self.dst_mask),
+            tag_proto: u16::from(k.tag) << 8
+                | if self.shape.proto_exact {
+                    u16::from(k.proto)
+                } else {
+                    0
+                },
+        }
+    }
+
+    #[inline(always)]
+    fn filter_index(&self, hash: u64) -> usize {
+        ((hash >> 32) as usize) & (self.filter.len() * 64 - 1)
+    }
+
+    #[inline(always)]
+    fn filter_bit(&self, hash: u64) -> (usize, u64) {
+        let b = self.filter_index(hash);
+        (b / 64, 1u64 << (b % 64))
+    }
+
+    fn filter_add(&mut self, hash: u64) {
+        let b = self.filter_index(hash);
+        self.filter_counts[b] = self.filter_counts[b].saturating_add(1);
+        self.filter[b / 64] |= 1 << (b % 64);
+    }
+
+    fn filter_remove(&mut self, hash: u64) {
+        let b = self.filter_index(hash);
+        match self.filter_counts[b] {
+            u8::MAX => {}
+            1 => {
+                self.filter_counts[b] = 0;
+                self.filter[b / 64] &= !(1 << (b % 64));
+            }
+            n => self.filter_counts[b] = n.saturating_sub(1),
+        }
+    }
+
+    /// The slot holding `key`, if any.
+    #[inline(always)]
+    fn find(&self, key: &BucketKey<A>, hash: u64) -> Option<usize> {
+        let (word, bit) = self.filter_bit(hash);
+        if self.filter[word] & bit == 0 {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let slot = &self.slots[i];
+            if slot.first.rank == EMPTY {
+                return None;
+            }
+            if slot.key == *key {
+                return Some(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The bucket's candidates in priority order.
+    #[inline(always)]
+    fn candidates(&self, slot: usize) -> (&Candidate<A>, &[Candidate<A>]) {
+        let s = &self.slots[slot];
+        let rest: &[Candidate<A>] = if s.overflow == NONE {
+            &[]
+        } else {
+            &self.overflow[s.overflow as usize]
+        };
+        (&s.first, rest)
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.slots);
+        let mut bigger = Table::<A>::new(self.shape, old.len() * 2);
+        for slot in old.into_iter().filter(|s| s.first.rank != EMPTY) {
+            let mask = bigger.slots.len() - 1;
+            let mut i = slot.key.hash() as usize & mask;
+            while bigger.slots[i].first.rank != EMPTY {
+                i = (i + 1) & mask;
+            }
+            bigger.slots[i] = slot;
+        }
+        self.slots = bigger.slots;
+        self.filter = bigger.filter;
+        self.filter_counts = bigger.filter_counts;
+        for i in 0..self.slots.len() {
+            if self.slots[i].first.rank != EMPTY {
+                self.filter_add(self.slots[i].key.hash());
+            }
+        }
+    }
+
+    /// Adds a candidate to its bucket, keeping the bucket sorted.
+    fn add(&mut self, key: BucketKey<A>, cand: Candidate<A>) {
+        if (self.buckets + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let hash = key.hash();
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            if self.slots[i].first.rank == EMPTY {
+                self.slots[i] = Slot {
+                    key,
+                    overflow: NONE,
+                    first: cand,
+                };
+                self.filter_add(hash);
+                self.buckets += 1;
+                break;
+            }
+            if self.slots[i].key == key {
+                let order = |c: &Candidate<A>| c.rank;
+                let slot = self.slots[i];
+                let (goes_first, spill) = if order(&cand) < order(&slot.first) {
+                    (cand, slot.first)
+                } else {
+                    (slot.first, cand)
+                };
+                let list = if slot.overflow == NONE {
+                    let idx = match self.free_overflow.pop() {
+                        Some(idx) => idx,
+                        None => {
+                            self.overflow.push(Vec::new());
+                            (self.overflow.len() - 1) as u32
+                        }
+                    };
+                    self.slots[i].overflow = idx;
+                    idx
+                } else {
+                    slot.overflow
+                };
+                let rest = &mut self.overflow[list as usize];
+                let pos = rest.partition_point(|c| order(c) < order(&spill));
+                rest.insert(pos, spill);
+                self.slots[i].first = goes_first;
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        self.min_rank = self.min_rank.min(cand.rank);
+        self.rules += 1;
+    }
+
+    /// Removes candidate `id` from bucket `key`; true if it was there.
+    fn remove(&mut self, key: &BucketKey<A>, id: u32) -> bool {
+        let Some(i) = self.find(key, key.hash()) else {
+            return false;
+        };
+        let slot = self.slots[i];
+        if slot.first.rank as u32 == id {
+            if slot.overflow == NONE {
+                self.delete_slot(i);
+            } else {
+                let rest = &mut self.overflow[slot.overflow as usize];
+                self.slots[i].first = rest.remove(0);
+                if rest.is_empty() {
+                    self.free_overflow.push(slot.overflow);
+                    self.slots[i].overflow = NONE;
+                }
+            }
+        } else {
+            if slot.overflow == NONE {
+                return false;
+            }
+            let rest = &mut self.overflow[slot.overflow as usize];
+            let Some(pos) = rest.iter().position(|c| c.rank as u32 == id) else {
+                return false;
+            };
+            rest.remove(pos);
+            if rest.is_empty() {
+                self.free_overflow.push(slot.overflow);
+                self.slots[i].overflow = NONE;
+            }
+        }
+        self.rules -= 1;
+        true
+    }
+
+    /// Empties slot `i` with backward-shift deletion (no tombstones). Moved slots keep their
+    /// filter bits: a bit depends on the key's hash, not on where the slot sits.
+    fn delete_slot(&mut self, mut i: usize) {
+        let mask = self.slots.len() - 1;
+        let removed_hash = self.slots[i].key.hash();
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            if self.slots[j].first.rank == EMPTY {
+                break;
+            }
+            let home = self.slots[j].key.hash() as usize & mask;
+            // Move j back to i if its home is not in (i, j] cyclically.
+            let in_between = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !in_between {
+                self.slots[i] = self.slots[j];
+                i = j;
+            }
+        }
+        self.slots[i].first.rank = EMPTY;
+        self.slots[i].overflow = NONE;
+        self.buckets -= 1;
+        self.filter_remove(removed_hash);
+    }
+}
+
+/// Where a rule lives, for deletes.
+#[derive(Clone, Copy, Debug)]
+struct Place<A: Addr> {
+    table: usize,
+    key: BucketKey<A>,
+}
+
+/// Why an update was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    /// An insert reused an id that is present.
+    #[error("a rule with id {0} is already present")]
+    DuplicateId(u32),
+    /// A delete named an id that is absent.
+    #[error("no rule has id {0}")]
+    UnknownId(u32),
+    /// A rule's prefix length is beyond the address width or has host bits set.
+    #[error("rule {id}: {problem}")]
+    BadRule {
+        /// The rule's id.
+        id: u32,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The tuple-space classifier over addresses of type `A`.
+pub struct Engine<A: Addr> {
+    tables: Vec<Table<A>>,
+    /// Table indices by ascending `min_rank`.
+    order: Vec<usize>,
+    by_shape: HashMap<Shape, usize>,
+    places: HashMap<u32, Place<A>>,
+}
+
+impl<A: Addr> Default for Engine<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn class_of<A: Addr>(len: u8) -> u8 {
+    A::CLASSES
+        .iter()
+        .copied()
+        .take_while(|&c| c <= len)
+        .last()
+        .unwrap_or(0)
+}
+
+impl<A: Addr> Engine<A> {
+    /// An empty engine.
+    pub fn new() -> Self {
+        Self {
+            tables: Vec::new(),
+            order: Vec::new(),
+            by_shape: HashMap::new(),
+            places: HashMap::new(),
+        }
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    /// True when there is no rule.
+    pub fn is_empty(&self) -> bool {
+        self.places.is_empty()
+    }
+
+    /// Number of tables (tuples) in use.
+    pub fn tables(&self) -> usize {
+        self.tables.len()
+    }
+
+    fn check(rule: &Rule<A>, id: u32) -> Result<(), UpdateError> {
+        for (name, (addr, len)) in [("source", rule.src), ("destination", rule.dst)] {
+            if len > A::BITS {
+                return Err(UpdateError::BadRule {
+                    id,
+                    problem: format!("{name} prefix length {len} is over {}", A::BITS),
+                });
+            }
+            if addr.and(A::mask(len)) != addr {
+                return Err(UpdateError::BadRule {
+                    id,
+                    problem: format!("{name} prefix has host bits set beyond /{len}"),
+                });
+            }
+        }
+        for (name, (lo, hi)) in [("source", rule.sport), ("destination", rule.dport)] {
+            if lo > hi {
+                return Err(UpdateError::BadRule {
+                    id,
+                    problem: format!("{name} port range {lo}-{hi} is empty"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn shape_of(rule: &Rule<A>) -> Shape {
+        Shape {
+            src_len: class_of::<A>(rule.src.1),
+            dst_len: class_of::<A>(rule.dst.1),
+            proto_exact: rule.proto.1 == u8::MAX,
+        }
+    }
+
+    fn table_for(&mut self, shape: Shape, capacity: usize) -> usize {
+        if let Some(&t) = self.by_shape.get(&shape) {
+            return t;
+        }
+        let t = self.tables.len();
+        self.tables.push(Table::new(shape, capacity));
+        self.by_shape.insert(shape, t);
+        self.order.push(t);
+        t
+    }
+
+    fn candidate(rule: &Rule<A>, priority: u32, id: u32) -> Candidate<A> {
+        Candidate {
+            src: rule.src.0,
+            src_mask: A::mask(rule.src.1),
+            dst: rule.dst.0,
+            dst_mask: A::mask(rule.dst.1),
+            sport: rule.sport,
+            dport: rule.dport,
+            proto: rule.proto.0 & rule.proto.1,
+            proto_mask: rule.proto.1,
+            rank: rank(priority, id),
+        }
+    }
+
+    /// Adds a rule to its table; the table order is the caller's business.
+    fn add(
+        &mut self,
+        rule: Rule<A>,
+        priority: u32,
+        id: u32,
+        capacity: usize,
+    ) -> Result<usize, UpdateError> {
+        Self::check(&rule, id)?;
+        if rank(priority, id) == EMPTY {
+            return Err(UpdateError::BadRule {
+                id,
+                problem: "priority and id u32::MAX together are reserved".into(),
+            });
+        }
+        if self.places.contains_key(&id) {
+            return Err(UpdateError::DuplicateId(id));
+        }
+        let t = self.table_for(Self::shape_of(&rule), capacity);
+        let table = &mut self.tables[t];
+        let key = table.bucket_key(&Key {
+            tag: rule.tag,
+            src: rule.src.0,
+            dst: rule.dst.0,
+            sport: 0,
+            dport: 0,
+            proto: rule.proto.0,
+        });
+        table.add(key, Self::candidate(&rule, priority, id));
+        self.places.insert(id, Place { table: t, key });
+        Ok(t)
+    }
+
+    /// Builds an engine from `(rule, priority, id)` triples, sizing every table once.
+    pub fn build(
+        rules: impl IntoIterator<Item = (Rule<A>, u32, u32)>,
+    ) -> Result<Self, UpdateError> {
+        let rules: Vec<(Rule<A>, u32, u32)> = rules.into_iter().collect();
+        let mut per_shape: HashMap<Shape, usize> = HashMap::new();
+        for (rule, _, _) in &rules {
+            *per_shape.entry(Self::shape_of(rule)).or_default() += 1;
+        }
+        let mut engine = Self::new();
+        engine.places.reserve(rules.len());
+        for (rule, priority, id) in rules {
+            let capacity = 2 * per_shape[&Self::shape_of(&rule)];
+            engine.add(rule, priority, id, capacity)?;
+        }
+        engine.sort_order();
+        Ok(engine)
+    }
+
+    fn sort_order(&mut self) {
+        let tables = &self.tables;
+        self.order.sort_by_key(|&t| (tables[t].min_rank, t));
+    }
+
+    /// Inserts one rule: touches one bucket (kept sorted) and, if the rule improves its
+    /// table's best priority, the table order.
+    pub fn insert(&mut self, rule: Rule<A>, priority: u32, id: u32) -> Result<(), UpdateError> {
+        let old_min = self
+            .by_shape
+            .get(&Self::shape_of(&rule))
+            .map_or(u64::MAX, |&t| self.tables[t].min_rank);
+        let t = self.add(rule, priority, id, 8)?;
+        let new = rank(priority, id);
+        if new < old_min {
+            self.order.retain(|&x| x != t);
+            let tables = &self.tables;
+            let pos = self
+                .order
+                .partition_point(|&x| (tables[x].min_rank, x) < (new, t));
+            self.order.insert(pos, t);
+        }
+        Ok(())
+    }
+
+    /// Deletes one rule by id.
+    pub fn remove(&mut self, id: u32) -> Result<(), UpdateError> {
+        let place = self.places.remove(&id).ok_or(UpdateError::UnknownId(id))?;
+        let removed = self.tables[place.table].remove(&place.key, id);
+        debug_assert!(removed, "places and tables agree");
+        Ok(())
+    }
+
+    /// The best match with priority at least `floor`, if any.
+    #[inline]
+    pub fn lookup_from(&self, key: &Key<A>, floor: u32) -> Option<Match> {
+        let floor = u64::from(floor) << 32;
+        let mut best = EMPTY;
+        for &t in &self.order {
+            let table = &self.tables[t];
+            if table.min_rank >= best {
+                break;
+            }
+            let bk = table.bucket_key(key);
+            let Some(slot) = table.find(&bk, bk.hash()) else {
+                continue;
+            };
+            let (first, rest) = table.candidates(slot);
+            for c in std::iter::once(first).chain(rest) {
+                if c.rank >= best {
+                    break;
+                }
+                if c.rank >= floor && c.matches(key) {
+                    best = c.rank;
+                    break;
+                }
+            }
+        }
+        (best != EMPTY).then_some(Match {
+            priority: (best >> 32) as u32,
+            id: best as u32,
+        })
+    }
+
+    /// The best match, if any.
+    #[inline]
+    pub fn lookup(&self, key: &Key<A>) -> Option<Match> {
+        self.lookup_from(key, 0)
+    }
+
+    /// Classifies a batch of keys.
+    pub fn lookup_batch(&self, keys: &[Key<A>], out: &mut [Option<Match>]) {
+        for (k, o) in keys.iter().zip(out.iter_mut()) {
+            *o = self.lookup(k);
+        }
+    }
+
+    /// Approximate heap memory in bytes (capacities of every table, filter and index).
+    pub fn memory_bytes(&self) -> usize {
+        let cand = std::mem::size_of::<Candidate<A>>();
+        let tables: usize = self
+            .tables
+            .iter()
+            .map(|t| {
+                t.slots.capacity() * std::mem::size_of::<Slot<A>>()
+                    + t.filter.capacity() * 8
+                    + t.filter_counts.capacity()
+                    + t.overflow
+                        .iter()
+                        .map(|o| o.capacity() * cand + 24)
+                        .sum::<usize>()
+            })
+            .sum();
+        let place_entry = std::mem::size_of::<(u32, Place<A>)>() + 1;
+        tables + self.places.capacity() * place_entry + self.order.capacity() * 8
+    }
+}
