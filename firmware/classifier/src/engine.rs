@@ -27,8 +27,8 @@ pub trait Addr: Copy + Eq + Hash + Ord + std::fmt::Debug + Default + Send + Sync
     fn mask(len: u8) -> Self;
     /// Bitwise and.
     fn and(self, other: Self) -> Self;
-    /// Mixes the address into a running hash.
-    fn fold(self, h: u64) -> u64;
+    /// The address folded to 64 bits (exact for IPv4).
+    fn word(self) -> u64;
 }
 
 impl Addr for u32 {
@@ -47,8 +47,8 @@ impl Addr for u32 {
         self & other
     }
 
-    fn fold(self, h: u64) -> u64 {
-        mix(h, u64::from(self))
+    fn word(self) -> u64 {
+        u64::from(self)
     }
 }
 
@@ -68,8 +68,8 @@ impl Addr for u128 {
         self & other
     }
 
-    fn fold(self, h: u64) -> u64 {
-        mix(mix(h, self as u64), (self >> 64) as u64)
+    fn word(self) -> u64 {
+        (self as u64) ^ ((self >> 64) as u64).rotate_left(31)
     }
 }
 
@@ -150,14 +150,6 @@ impl<A: Addr> Candidate<A> {
     }
 }
 
-/// One step of the engine's multiply-rotate hash (keys are a few fixed-size integers; the
-/// default SipHash would cost several times more, and a crafted flood can only lengthen a
-/// probe sequence, not the bucket a rule sits in).
-#[inline(always)]
-fn mix(h: u64, word: u64) -> u64 {
-    (h.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
-}
-
 /// A bucket key: the masked addresses plus tag and (for protocol-exact tables) protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 struct BucketKey<A: Addr> {
@@ -167,11 +159,14 @@ struct BucketKey<A: Addr> {
 }
 
 impl<A: Addr> BucketKey<A> {
+    /// Fibonacci hashing of the key's fields: one multiply; tables take the top bits (the
+    /// slot index) and a few more (the filter bit). Keys are packet headers, not chosen
+    /// adversarially per table; a collision costs a probe, never a wrong answer.
     #[inline(always)]
     fn hash(&self) -> u64 {
-        let h = mix(self.dst.fold(self.src.fold(0)), u64::from(self.tag_proto));
-        // Fold the high half in: slots use the low bits, the filter the high ones.
-        h ^ (h >> 29)
+        let x =
+            self.src.word().rotate_left(32) ^ self.dst.word() ^ (u64::from(self.tag_proto) << 17);
+        x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 }
 
@@ -261,9 +256,16 @@ impl<A: Addr> Table<A> {
         }
     }
 
+    /// The home slot of a hash: its top bits.
+    #[inline(always)]
+    fn home(&self, hash: u64) -> usize {
+        (hash >> (64 - self.slots.len().trailing_zeros())) as usize
+    }
+
+    /// The filter bit of a hash: its top bits, a few more than the slot index uses.
     #[inline(always)]
     fn filter_index(&self, hash: u64) -> usize {
-        ((hash >> 32) as usize) & (self.filter.len() * 64 - 1)
+        (hash >> (64 - (self.filter.len() * 64).trailing_zeros())) as usize
     }
 
     #[inline(always)]
@@ -298,7 +300,7 @@ impl<A: Addr> Table<A> {
             return None;
         }
         let mask = self.slots.len() - 1;
-        let mut i = hash as usize & mask;
+        let mut i = self.home(hash);
         loop {
             let slot = &self.slots[i];
             if slot.first.rank == EMPTY {
@@ -328,7 +330,7 @@ impl<A: Addr> Table<A> {
         let mut bigger = Table::<A>::new(self.shape, old.len() * 2);
         for slot in old.into_iter().filter(|s| s.first.rank != EMPTY) {
             let mask = bigger.slots.len() - 1;
-            let mut i = slot.key.hash() as usize & mask;
+            let mut i = bigger.home(slot.key.hash());
             while bigger.slots[i].first.rank != EMPTY {
                 i = (i + 1) & mask;
             }
@@ -346,12 +348,12 @@ impl<A: Addr> Table<A> {
 
     /// Adds a candidate to its bucket, keeping the bucket sorted.
     fn add(&mut self, key: BucketKey<A>, cand: Candidate<A>) {
-        if (self.buckets + 1) * 2 > self.slots.len() {
+        if (self.buckets + 1) * 4 > self.slots.len() * 3 {
             self.grow();
         }
         let hash = key.hash();
         let mask = self.slots.len() - 1;
-        let mut i = hash as usize & mask;
+        let mut i = self.home(hash);
         loop {
             if self.slots[i].first.rank == EMPTY {
                 self.slots[i] = Slot {
@@ -442,7 +444,7 @@ impl<A: Addr> Table<A> {
             if self.slots[j].first.rank == EMPTY {
                 break;
             }
-            let home = self.slots[j].key.hash() as usize & mask;
+            let home = self.home(self.slots[j].key.hash());
             // Move j back to i if its home is not in (i, j] cyclically.
             let in_between = if i <= j {
                 i < home && home <= j
@@ -641,7 +643,7 @@ impl<A: Addr> Engine<A> {
         let mut engine = Self::new();
         engine.places.reserve(rules.len());
         for (rule, priority, id) in rules {
-            let capacity = 2 * per_shape[&Self::shape_of(&rule)];
+            let capacity = per_shape[&Self::shape_of(&rule)] * 4 / 3 + 1;
             engine.add(rule, priority, id, capacity)?;
         }
         engine.sort_order();

@@ -1,0 +1,35 @@
+//! `vrouter`: Palisade's vRouter.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod classify;
+
+/// Palisade vRouter: enforces device programs on a host's or DPU's ports.
+#[derive(Parser)]
+#[command(name = "vrouter", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify a ClassBench trace against a ClassBench rule list (first match wins).
+    Classify(classify::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Classify(args) => classify::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
