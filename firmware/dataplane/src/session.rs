@@ -172,6 +172,8 @@ pub struct SessionVerdict {
     pub allowed: bool,
     /// The id of the deciding rule (of either side), if a rule decided.
     pub rule: Option<Arc<str>>,
+    /// The deciding rule's position in its program (for counters), if a rule decided.
+    pub rule_index: Option<u32>,
     /// The program generation that decided.
     pub generation: u64,
     /// Named L7 service to redirect to.
@@ -691,6 +693,7 @@ mod tests {
         SessionVerdict {
             allowed: true,
             rule: Some("r1".into()),
+            rule_index: Some(0),
             generation: 1,
             redirect: None,
             mirror: None,
