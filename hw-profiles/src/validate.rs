@@ -627,11 +627,10 @@ pub(crate) fn syntax_problem(err: &serde_saphyr::Error) -> Problem {
 
 /// Rewords the serde messages a profile author most often meets.
 fn explain(message: &str) -> String {
-    if message.contains("RawFact") {
-        return format!(
-            "{message}: every value is a fact, written `{{value: ..., source: \"...\"}}` or \
-             `{{value: ..., estimate: \"...\"}}`"
-        );
+    if message == "expected mapping start" {
+        return "expected a mapping here: sections are mappings, and every value is a fact \
+                written `{value: ..., source: \"...\"}` or `{value: ..., estimate: \"...\"}`"
+            .to_string();
     }
     if message.contains("unexpected end of input") {
         return "the file is empty: expected a profile mapping (name, kind, summary, identity, \
