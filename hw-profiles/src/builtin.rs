@@ -33,15 +33,13 @@ pub fn builtin(name: &str) -> Result<Profile, ProfileError> {
     let Some((name, text)) = SHIPPED.iter().find(|(n, _)| *n == name) else {
         return Err(ProfileError::single(
             &format!("builtin:{name}"),
-            Problem {
-                line: None,
-                column: None,
-                path: String::new(),
-                message: format!(
+            Problem::unlocated(
+                "",
+                format!(
                     "no shipped profile is called `{name}`: expected one of {}",
                     builtin_names().join(", ")
                 ),
-            },
+            ),
         ));
     };
     crate::parse(

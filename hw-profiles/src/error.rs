@@ -16,6 +16,18 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem with no position in a file (unreadable file, unknown name, ...).
+    pub(crate) fn unlocated(path: &str, message: String) -> Self {
+        Problem {
+            line: None,
+            column: None,
+            path: path.to_string(),
+            message,
+        }
+    }
+}
+
 /// A profile the loader refused, with every problem it found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ProfileError {

@@ -64,12 +64,7 @@ pub fn load_file(path: impl AsRef<Path>) -> Result<Profile, ProfileError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ProfileError::single(
             &origin,
-            Problem {
-                line: None,
-                column: None,
-                path: String::new(),
-                message: format!("cannot read the file: {e}"),
-            },
+            Problem::unlocated("", format!("cannot read the file: {e}")),
         )
     })?;
     let stem = path.file_stem().and_then(|s| s.to_str());
@@ -83,12 +78,7 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<Profile>, ProfileError> {
     let unreadable = |e: std::io::Error| {
         ProfileError::single(
             &origin,
-            Problem {
-                line: None,
-                column: None,
-                path: String::new(),
-                message: format!("cannot list the directory: {e}"),
-            },
+            Problem::unlocated("", format!("cannot list the directory: {e}")),
         )
     };
     let mut paths = Vec::new();
@@ -110,16 +100,14 @@ pub fn check_unique(profiles: &[Profile]) -> Result<(), ProfileError> {
         if let Some(earlier) = profiles[..i].iter().find(|q| q.name() == p.name()) {
             return Err(ProfileError::single(
                 p.origin(),
-                Problem {
-                    line: None,
-                    column: None,
-                    path: "name".to_string(),
-                    message: format!(
+                Problem::unlocated(
+                    "name",
+                    format!(
                         "`{}` is also the name of {}: profile names must be unique",
                         p.name(),
                         earlier.origin()
                     ),
-                },
+                ),
             ));
         }
     }

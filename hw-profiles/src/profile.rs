@@ -175,173 +175,66 @@ impl Profile {
     }
 
     /// Every fact of the profile with its path, in file order.
-    pub fn facts<'a>(&'a self) -> Vec<FactRef<'a>> {
-        let mut out: Vec<FactRef<'_>> = Vec::new();
-        let mut push = |path: String, value: String, numeric: bool, fact: FactView<'a>| {
-            out.push(FactRef {
-                path,
-                value,
-                numeric,
-                provenance: fact.0,
-                note: fact.1,
-            });
-        };
+    pub fn facts(&self) -> Vec<FactRef<'_>> {
+        let mut out = Facts(Vec::new());
         let id = &self.identity;
-        push(
-            "identity.vendor".into(),
-            id.vendor.value().clone(),
-            false,
-            view(&id.vendor),
-        );
-        push(
-            "identity.model".into(),
-            id.model.value().clone(),
-            false,
-            view(&id.model),
-        );
-        push(
-            "identity.pci_ids".into(),
-            id.pci_ids
-                .value()
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+        out.add("identity.vendor", &id.vendor, false);
+        out.add("identity.model", &id.model, false);
+        out.add_text(
+            "identity.pci_ids",
+            join(id.pci_ids.value()),
+            &id.pci_ids,
             true,
-            view(&id.pci_ids),
         );
-        push(
-            "identity.pmd".into(),
-            id.pmd.value().clone(),
-            false,
-            view(&id.pmd),
-        );
-        push(
-            "identity.dpdk".into(),
-            id.dpdk.value().clone(),
-            false,
-            view(&id.dpdk),
-        );
-        push(
-            "rte_flow.sync".into(),
-            self.rte_flow.sync.get().to_string(),
-            false,
-            view(&self.rte_flow.sync),
-        );
-        push(
-            "rte_flow.template".into(),
-            self.rte_flow.template.get().to_string(),
-            false,
-            view(&self.rte_flow.template),
-        );
+        out.add("identity.pmd", &id.pmd, false);
+        out.add("identity.dpdk", &id.dpdk, false);
+        out.add("rte_flow.sync", &self.rte_flow.sync, false);
+        out.add("rte_flow.template", &self.rte_flow.template, false);
         let Some(o) = &self.offload else {
-            return out;
+            return out.0;
         };
-        push(
-            "offload.groups.count".into(),
-            o.groups.count.get().to_string(),
-            true,
-            view(&o.groups.count),
-        );
-        push(
-            "offload.groups.jump".into(),
-            o.groups.jump.get().to_string(),
-            false,
-            view(&o.groups.jump),
-        );
+        out.add("offload.groups.count", &o.groups.count, true);
+        out.add("offload.groups.jump", &o.groups.jump, false);
         for (path, limits) in [
             ("offload.groups.root", Some(&o.groups.root)),
             ("offload.groups.non_root", o.groups.non_root.as_ref()),
         ] {
             let Some(limits) = limits else { continue };
-            push(
-                format!("{path}.priorities"),
-                limits.priorities.get().to_string(),
-                true,
-                view(&limits.priorities),
-            );
+            out.add(format!("{path}.priorities"), &limits.priorities, true);
             if let Some(refused) = &limits.unsupported_actions {
-                push(
-                    format!("{path}.unsupported_actions"),
-                    join(refused.value()),
-                    false,
-                    view(refused),
-                );
+                let text = join(refused.value());
+                out.add_text(format!("{path}.unsupported_actions"), text, refused, false);
             }
         }
-        push(
-            "offload.port_ranges".into(),
-            o.port_ranges.get().to_string(),
-            false,
-            view(&o.port_ranges),
-        );
-        push(
-            "offload.conntrack.capacity".into(),
-            o.conntrack.capacity.get().to_string(),
-            true,
-            view(&o.conntrack.capacity),
-        );
+        out.add("offload.port_ranges", &o.port_ranges, false);
+        out.add("offload.conntrack.capacity", &o.conntrack.capacity, true);
         for (i, e) in o.engines.iter().enumerate() {
             let base = format!("offload.engines[{i}]");
-            push(
-                format!("{base}.api"),
-                e.api.get().to_string(),
-                false,
-                view(&e.api),
-            );
-            push(
-                format!("{base}.capacity"),
-                e.capacity.get().to_string(),
-                true,
-                view(&e.capacity),
-            );
-            push(
-                format!("{base}.insertion_rate"),
-                e.insertion_rate.get().to_string(),
-                true,
-                view(&e.insertion_rate),
-            );
+            out.add(format!("{base}.api"), &e.api, false);
+            out.add(format!("{base}.capacity"), &e.capacity, true);
+            out.add(format!("{base}.insertion_rate"), &e.insertion_rate, true);
             if let Some(d) = &e.devargs {
-                push(
-                    format!("{base}.devargs"),
-                    d.value().join(", "),
-                    false,
-                    view(d),
-                );
+                out.add_text(format!("{base}.devargs"), d.value().join(", "), d, false);
             }
             for field in MatchField::ALL {
-                let f = e.matches.fact(field);
-                push(
+                out.add(
                     format!("{base}.matches.{field}"),
-                    f.get().to_string(),
+                    e.matches.fact(field),
                     false,
-                    view(f),
                 );
             }
             for action in Action::ALL {
-                let f = e.actions.fact(action);
-                push(
+                out.add(
                     format!("{base}.actions.{action}"),
-                    f.get().to_string(),
+                    e.actions.fact(action),
                     false,
-                    view(f),
                 );
             }
             if let Some(f) = &e.uniform_field_set {
-                push(
-                    format!("{base}.uniform_field_set"),
-                    f.get().to_string(),
-                    false,
-                    view(f),
-                );
+                out.add(format!("{base}.uniform_field_set"), f, false);
             }
             if let Some(f) = &e.max_mask_layouts {
-                push(
-                    format!("{base}.max_mask_layouts"),
-                    f.get().to_string(),
-                    true,
-                    view(f),
-                );
+                out.add(format!("{base}.max_mask_layouts"), f, true);
             }
             if let Some(f) = &e.incompatible {
                 let text = f
@@ -350,10 +243,10 @@ impl Profile {
                     .map(|r| format!("[{}] with [{}]", join(&r.fields), join(&r.with)))
                     .collect::<Vec<_>>()
                     .join("; ");
-                push(format!("{base}.incompatible"), text, false, view(f));
+                out.add_text(format!("{base}.incompatible"), text, f, false);
             }
         }
-        out
+        out.0
     }
 
     /// The facts that are estimates rather than sourced.
@@ -365,10 +258,29 @@ impl Profile {
     }
 }
 
-type FactView<'a> = (&'a crate::fact::Provenance, Option<&'a str>);
+/// Collects [`FactRef`]s for [`Profile::facts`].
+struct Facts<'a>(Vec<FactRef<'a>>);
 
-fn view<T>(fact: &Fact<T>) -> FactView<'_> {
-    (fact.provenance(), fact.note())
+impl<'a> Facts<'a> {
+    fn add<T: ToString>(&mut self, path: impl Into<String>, fact: &'a Fact<T>, numeric: bool) {
+        self.add_text(path, fact.value().to_string(), fact, numeric);
+    }
+
+    fn add_text<T>(
+        &mut self,
+        path: impl Into<String>,
+        value: String,
+        fact: &'a Fact<T>,
+        numeric: bool,
+    ) {
+        self.0.push(FactRef {
+            path: path.into(),
+            value,
+            numeric,
+            provenance: fact.provenance(),
+            note: fact.note(),
+        });
+    }
 }
 
 fn join<T: ToString>(items: &[T]) -> String {
