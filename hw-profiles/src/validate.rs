@@ -133,16 +133,17 @@ pub(crate) fn validate(
 
     let kind = raw.kind;
     let identity = check_identity(&mut c, raw.identity, kind);
+    let sync_loc = raw.rte_flow.sync.referenced;
+    let template_loc = raw.rte_flow.template.referenced;
     let rte_flow = RteFlowApis {
         sync: c.fact("rte_flow.sync", raw.rte_flow.sync),
         template: c.fact("rte_flow.template", raw.rte_flow.template),
     };
-    let apis_loc = name_loc;
     if kind == DeviceKind::Hardware {
         let pmd = identity.pmd.value().as_str();
         if rte_flow.sync.get() && !dpdk::SYNC_API_PMDS.contains(&pmd) {
             c.report(
-                &apis_loc,
+                &sync_loc,
                 "rte_flow.sync",
                 format!(
                     "claims the synchronous rte_flow API, but the `{pmd}` PMD of DPDK {} has no \
@@ -153,7 +154,7 @@ pub(crate) fn validate(
         }
         if rte_flow.template.get() && !dpdk::TEMPLATE_API_PMDS.contains(&pmd) {
             c.report(
-                &apis_loc,
+                &template_loc,
                 "rte_flow.template",
                 format!(
                     "claims the template/async rte_flow API, but in DPDK {} only {} implements \

@@ -140,6 +140,15 @@ fn template_api_on_a_pmd_without_it_is_refused() {
     );
     let e = refused(&text, "only mlx5 implements it, not `ice`");
     assert!(e.mentions("no engine uses the template API"));
+    let claim = e
+        .problems
+        .iter()
+        .find(|p| p.path == "rte_flow.template")
+        .unwrap();
+    assert_eq!(
+        claim.line,
+        Some(line_of(&text, "  template: {value: true,"))
+    );
 }
 
 #[test]
