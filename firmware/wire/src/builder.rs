@@ -570,3 +570,571 @@ fn extension_len(data: &[u8]) -> usize {
     };
     repr.buffer_len()
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::testdata::{self, bytes};
+    use crate::vlan::{Tag, Tags};
+    use crate::{Fragment, L4, Parsed, parse_frame};
+
+    fn v4() -> PacketBuilder<'static> {
+        PacketBuilder::ipv4([10, 0, 0, 1].into(), [10, 0, 0, 2].into())
+    }
+
+    fn v6() -> PacketBuilder<'static> {
+        PacketBuilder::ipv6(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        )
+    }
+
+    fn emit(builder: &PacketBuilder<'_>) -> Vec<u8> {
+        let mut buf = vec![0; builder.frame_len()];
+        let len = builder.emit(&mut buf).unwrap();
+        assert_eq!(len, buf.len());
+        buf
+    }
+
+    #[test]
+    fn writes_the_known_frames() {
+        let syn = v4().tcp(tcp::Repr {
+            src_port: 49152,
+            dst_port: 80,
+            seq_number: 1,
+            flags: tcp::Flags::SYN,
+            window_len: 64240,
+            options: &[0x02, 0x04, 0x05, 0xb4],
+            ..Default::default()
+        });
+        assert_eq!(emit(&syn), bytes(testdata::IPV4_TCP_SYN));
+
+        let udp = PacketBuilder::ipv4([192, 0, 2, 1].into(), [192, 0, 2, 53].into())
+            .vlans(Tags::one(Tag {
+                pcp: 3,
+                ..Tag::c_tag(100)
+            }))
+            .udp(udp::Repr {
+                src_port: 5353,
+                dst_port: 53,
+                payload: b"hello",
+            });
+        assert_eq!(emit(&udp), bytes(testdata::VLAN_IPV4_UDP));
+
+        let router_alert: &[(IpProtocol, &[u8])] = &[(
+            IpProtocol::HOP_BY_HOP,
+            &[0x05, 0x02, 0x00, 0x00, 0x01, 0x00],
+        )];
+        let icmpv6 = v6()
+            .vlans(Tags::two(Tag::s_tag(10), Tag::c_tag(20)))
+            .extension_headers(router_alert)
+            .icmpv6(icmpv6::Repr::echo_request(0x1234, 1, b"abcd"));
+        assert_eq!(emit(&icmpv6), bytes(testdata::QINQ_IPV6_HBH_ICMPV6));
+
+        let init = bytes(testdata::IPV4_SCTP_INIT);
+        let sctp = v4().sctp(sctp::Repr {
+            src_port: 5000,
+            dst_port: 38412,
+            verification_tag: 0,
+            chunks: &init[46..],
+        });
+        assert_eq!(emit(&sctp), init);
+
+        let echo = v4().icmpv4(icmpv4::Repr::echo_request(0x1234, 1, b"abcd"));
+        assert_eq!(emit(&echo), bytes(testdata::IPV4_ICMP_ECHO));
+    }
+
+    #[test]
+    fn header_fields_and_defaults() {
+        let builder = v4()
+            .macs(ethernet::Address([1; 6]), ethernet::Address::BROADCAST)
+            .ttl(3)
+            .tos(0xb8)
+            .ident(0x1_2345)
+            .dont_fragment(true);
+        let frame = emit(&builder);
+        let eth = ethernet::Frame::new_checked(&frame[..]).unwrap();
+        assert_eq!(eth.src_addr(), ethernet::Address([1; 6]));
+        assert_eq!(eth.dst_addr(), ethernet::Address::BROADCAST);
+        let ip = ipv4::Repr::parse(&ipv4::Packet::new_unchecked(&frame[14..])).unwrap();
+        assert_eq!((ip.ttl, ip.tos, ip.ident), (3, 0xb8, 0x2345));
+        assert!(ip.dont_frag);
+        assert_eq!(ip.protocol, NO_TRANSPORT);
+        assert_eq!(ip.payload_len, 0);
+        assert_eq!(builder.transport_len(), 0);
+
+        let frame = emit(&v6().ttl(7).tos(0x20));
+        let ip = ipv6::Repr::parse(&ipv6::Packet::new_unchecked(&frame[14..])).unwrap();
+        assert_eq!((ip.hop_limit, ip.traffic_class), (7, 0x20));
+    }
+
+    #[test]
+    fn errors() {
+        let mut small = [0; 40];
+        assert_eq!(v4().emit(&mut small), Ok(34));
+        let err = v4()
+            .raw(IpProtocol::UDP, &[0; 20])
+            .emit(&mut small)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BuildError::BufferTooSmall {
+                needed: 54,
+                available: 40
+            }
+        );
+        assert_eq!(err.to_string(), "buffer of 40 bytes, the frame needs 54");
+
+        let mut buf = vec![0; 70_000];
+        let big = vec![0; 65_535];
+        assert_eq!(
+            v4().raw(IpProtocol::UDP, &big[..65_516]).emit(&mut buf),
+            Err(BuildError::TooLong { length: 65_536 })
+        );
+        assert!(
+            v4().raw(IpProtocol::UDP, &big[..65_515])
+                .emit(&mut buf)
+                .is_ok()
+        );
+        assert!(v6().raw(IpProtocol::UDP, &big).emit(&mut buf).is_ok());
+        // The fragment header counts too.
+        assert_eq!(
+            v6().raw(IpProtocol::UDP, &big)
+                .emit_fragment(&mut buf, 0, 8),
+            Err(BuildError::TooLong { length: 65_543 })
+        );
+
+        let echo = icmpv4::Repr::echo_request(1, 1, &[]);
+        assert!(matches!(
+            v6().icmpv4(echo).emit(&mut buf),
+            Err(BuildError::FamilyMismatch { .. })
+        ));
+        let echo = icmpv6::Repr::echo_request(1, 1, &[]);
+        assert!(matches!(
+            v4().icmpv6(echo).emit(&mut buf),
+            Err(BuildError::FamilyMismatch { .. })
+        ));
+        let hbh: &[(IpProtocol, &[u8])] = &[(IpProtocol::HOP_BY_HOP, &[])];
+        assert_eq!(
+            v4().extension_headers(hbh)
+                .emit(&mut buf)
+                .unwrap_err()
+                .to_string(),
+            "IPv6 extension headers on an IPv4 packet"
+        );
+
+        let bad = Tag::c_tag(4096);
+        assert_eq!(
+            v4().vlans(Tags::one(bad)).emit(&mut buf),
+            Err(BuildError::BadVlanTag { tag: bad })
+        );
+        let bad = Tag {
+            pcp: 8,
+            ..Tag::c_tag(1)
+        };
+        assert_eq!(
+            v4().vlans(Tags::two(Tag::s_tag(1), bad)).emit(&mut buf),
+            Err(BuildError::BadVlanTag { tag: bad })
+        );
+
+        let fragment: &[(IpProtocol, &[u8])] = &[(IpProtocol::FRAGMENT, &[0; 6])];
+        assert_eq!(
+            v6().extension_headers(fragment).emit(&mut buf),
+            Err(BuildError::BadExtensionHeader {
+                kind: IpProtocol::FRAGMENT,
+                len: 6
+            })
+        );
+        let long: &[(IpProtocol, &[u8])] = &[(IpProtocol::ROUTING, &big[..2047])];
+        assert!(matches!(
+            v6().extension_headers(long).emit(&mut buf),
+            Err(BuildError::BadExtensionHeader { len: 2047, .. })
+        ));
+        let longest: &[(IpProtocol, &[u8])] = &[(IpProtocol::ROUTING, &big[..2046])];
+        assert!(v6().extension_headers(longest).emit(&mut buf).is_ok());
+
+        let options = [1; 44];
+        let tcp = tcp::Repr {
+            options: &options,
+            ..Default::default()
+        };
+        assert_eq!(
+            v4().tcp(tcp).emit(&mut buf),
+            Err(BuildError::TcpOptionsTooLong { len: 44 })
+        );
+        let tcp = tcp::Repr {
+            options: &options[..40],
+            ..Default::default()
+        };
+        assert!(v4().tcp(tcp).emit(&mut buf).is_ok());
+    }
+
+    #[test]
+    fn fragment_errors() {
+        let mut buf = [0; 200];
+        let builder = v4().raw(IpProtocol::UDP, &[7; 100]);
+        for (offset, len) in [(4, 8), (0, 12), (96, 8), (0, 0), (8, 200), (usize::MAX, 8)] {
+            assert_eq!(
+                builder.emit_fragment(&mut buf, offset, len),
+                Err(BuildError::BadFragment {
+                    offset,
+                    len,
+                    transport_len: 100
+                }),
+                "{offset} {len}"
+            );
+        }
+        // The last fragment may have any length.
+        assert_eq!(builder.emit_fragment(&mut buf, 96, 4), Ok(14 + 20 + 4));
+        assert!(
+            BuildError::BadFragment {
+                offset: 4,
+                len: 8,
+                transport_len: 100
+            }
+            .to_string()
+            .contains("at offset 4")
+        );
+    }
+
+    /// Emits every fragment of `builder`'s datagram, `step` transport bytes each, and checks
+    /// that they parse as fragments of it and carry its transport bytes in order.
+    fn check_fragments(builder: &PacketBuilder<'_>, step: usize) {
+        let whole = emit(builder);
+        let parsed = parse_frame(&whole).unwrap().ip.unwrap();
+        let transport = &whole[parsed.l4_offset..];
+        let l4_header_len = parsed.payload_offset - parsed.l4_offset;
+        let is_v6 = parsed.src.is_ipv6();
+        let mut buf = vec![0; whole.len() + ipv6frag::HEADER_LEN];
+        let mut carried: Vec<u8> = Vec::new();
+        for offset in (0..transport.len()).step_by(step) {
+            let len = step.min(transport.len() - offset);
+            let frame_len = builder.emit_fragment(&mut buf, offset, len).unwrap();
+            let frame = &buf[..frame_len];
+            let result = parse_frame(frame);
+            if offset == 0 && len < l4_header_len {
+                assert!(result.is_err(), "a tiny first fragment must not parse");
+                carried.extend(&frame[frame_len - len..]);
+                continue;
+            }
+            let ip = result.unwrap().ip.unwrap();
+            let more = offset + len < transport.len();
+            // A "fragment" that is the whole datagram is no fragment.
+            let expected = (offset != 0 || more).then_some(Fragment {
+                offset: offset as u16,
+                more,
+                ident: if is_v6 { 0xfeed_beef } else { 0xbeef },
+            });
+            assert_eq!(ip.fragment, expected);
+            assert_eq!(ip.protocol, parsed.protocol);
+            assert_eq!(ip.l4.is_some(), offset == 0 && parsed.l4.is_some());
+            if offset == 0 {
+                assert_eq!(ip.l4, parsed.l4);
+            }
+            carried.extend(&frame[ip.l4_offset..]);
+        }
+        assert_eq!(carried, transport);
+    }
+
+    #[test]
+    fn fragments_carry_the_datagram() {
+        let payload: Vec<u8> = (0..100).collect();
+        let ext: &[(IpProtocol, &[u8])] = &[(IpProtocol::DESTINATION_OPTIONS, &[1, 2, 0, 0])];
+        let udp = udp::Repr {
+            src_port: 1,
+            dst_port: 2,
+            payload: &payload,
+        };
+        let tcp = tcp::Repr {
+            src_port: 1,
+            dst_port: 2,
+            payload: &payload,
+            ..Default::default()
+        };
+        for builder in [
+            v4().udp(udp),
+            v4().tcp(tcp).vlans(Tags::one(Tag::c_tag(5))),
+            v6().udp(udp).extension_headers(ext),
+            v6().tcp(tcp),
+        ] {
+            for step in [8, 16, 24, 64, 128] {
+                check_fragments(&builder.ident(0xfeed_beef), step);
+            }
+        }
+    }
+
+    fn any_tags() -> impl Strategy<Value = Tags> {
+        let tag = (0..=vlan::MAX_VID, 0..=7u8, any::<bool>()).prop_map(|(vid, pcp, dei)| Tag {
+            tpid: EtherType::VLAN,
+            pcp,
+            dei,
+            vid,
+        });
+        prop_oneof![
+            Just(Tags::NONE),
+            tag.clone().prop_map(Tags::one),
+            (tag.clone(), tag).prop_map(|(outer, inner)| Tags::two(
+                Tag {
+                    tpid: EtherType::QINQ,
+                    ..outer
+                },
+                inner
+            )),
+        ]
+    }
+
+    /// A transport to put in a builder; the payload is separate, so that it can be borrowed.
+    #[derive(Debug, Clone)]
+    enum Case {
+        Tcp {
+            ports: (u16, u16),
+            numbers: (u32, u32),
+            flags: u16,
+            window: u16,
+            options: Vec<u8>,
+        },
+        Udp {
+            ports: (u16, u16),
+        },
+        Sctp {
+            ports: (u16, u16),
+            tag: u32,
+        },
+        Icmp {
+            msg_type: u8,
+            code: u8,
+            rest: u32,
+        },
+        Raw {
+            protocol: u8,
+        },
+    }
+
+    fn any_case() -> impl Strategy<Value = Case> {
+        prop_oneof![
+            (
+                any::<(u16, u16)>(),
+                any::<(u32, u32)>(),
+                0..0x200u16,
+                any::<u16>(),
+                proptest::collection::vec(any::<[u8; 4]>(), 0..=10),
+            )
+                .prop_map(|(ports, numbers, flags, window, words)| Case::Tcp {
+                    ports,
+                    numbers,
+                    flags,
+                    window,
+                    options: words.concat(),
+                }),
+            any::<(u16, u16)>().prop_map(|ports| Case::Udp { ports }),
+            any::<((u16, u16), u32)>().prop_map(|(ports, tag)| Case::Sctp { ports, tag }),
+            any::<(u8, u8, u32)>().prop_map(|(msg_type, code, rest)| Case::Icmp {
+                msg_type,
+                code,
+                rest
+            }),
+            prop::sample::select(vec![50u8, 59, 253, 254])
+                .prop_map(|protocol| Case::Raw { protocol }),
+        ]
+    }
+
+    fn any_extensions() -> impl Strategy<Value = Vec<(IpProtocol, Vec<u8>)>> {
+        let kind = prop::sample::select(vec![IpProtocol::ROUTING, IpProtocol::DESTINATION_OPTIONS]);
+        (
+            any::<bool>(),
+            proptest::collection::vec((kind, 0..30usize), 0..3),
+        )
+            .prop_map(|(hop_by_hop, rest)| {
+                let mut headers: Vec<(IpProtocol, Vec<u8>)> = rest
+                    .into_iter()
+                    .map(|(kind, len)| (kind, vec![0; len]))
+                    .collect();
+                if hop_by_hop {
+                    headers.insert(0, (IpProtocol::HOP_BY_HOP, vec![0; 6]));
+                }
+                headers
+            })
+    }
+
+    /// Puts `case` with `payload` into `builder` and returns it with the transport header
+    /// parse_frame should find.
+    fn with_case<'a>(
+        builder: PacketBuilder<'a>,
+        case: &'a Case,
+        payload: &'a [u8],
+        is_v6: bool,
+    ) -> (PacketBuilder<'a>, Option<L4>) {
+        match case {
+            Case::Tcp {
+                ports,
+                numbers,
+                flags,
+                window,
+                options,
+            } => {
+                let repr = tcp::Repr {
+                    src_port: ports.0,
+                    dst_port: ports.1,
+                    seq_number: numbers.0,
+                    ack_number: numbers.1,
+                    flags: tcp::Flags(*flags),
+                    window_len: *window,
+                    urgent_at: 0,
+                    options,
+                    payload,
+                };
+                let l4 = L4::Tcp {
+                    src_port: ports.0,
+                    dst_port: ports.1,
+                    flags: tcp::Flags(*flags),
+                    seq_number: numbers.0,
+                    ack_number: numbers.1,
+                };
+                (builder.tcp(repr), Some(l4))
+            }
+            Case::Udp { ports } => {
+                let repr = udp::Repr {
+                    src_port: ports.0,
+                    dst_port: ports.1,
+                    payload,
+                };
+                let l4 = L4::Udp {
+                    src_port: ports.0,
+                    dst_port: ports.1,
+                };
+                (builder.udp(repr), Some(l4))
+            }
+            Case::Sctp { ports, tag } => {
+                let repr = sctp::Repr {
+                    src_port: ports.0,
+                    dst_port: ports.1,
+                    verification_tag: *tag,
+                    chunks: payload,
+                };
+                let l4 = L4::Sctp {
+                    src_port: ports.0,
+                    dst_port: ports.1,
+                    verification_tag: *tag,
+                };
+                (builder.sctp(repr), Some(l4))
+            }
+            Case::Icmp {
+                msg_type,
+                code,
+                rest,
+            } if is_v6 => {
+                let msg_type = icmpv6::Message(*msg_type);
+                let repr = icmpv6::Repr {
+                    msg_type,
+                    code: *code,
+                    rest_of_header: *rest,
+                    data: payload,
+                };
+                let l4 = L4::Icmpv6 {
+                    msg_type,
+                    code: *code,
+                    echo_ident: msg_type.is_echo().then_some((rest >> 16) as u16),
+                };
+                (builder.icmpv6(repr), Some(l4))
+            }
+            Case::Icmp {
+                msg_type,
+                code,
+                rest,
+            } => {
+                let msg_type = icmpv4::Message(*msg_type);
+                let repr = icmpv4::Repr {
+                    msg_type,
+                    code: *code,
+                    rest_of_header: *rest,
+                    data: payload,
+                };
+                let l4 = L4::Icmpv4 {
+                    msg_type,
+                    code: *code,
+                    echo_ident: msg_type.is_echo().then_some((rest >> 16) as u16),
+                };
+                (builder.icmpv4(repr), Some(l4))
+            }
+            Case::Raw { protocol } => (builder.raw(IpProtocol(*protocol), payload), None),
+        }
+    }
+
+    /// The transport bytes of `parsed` validate with each protocol's `Repr::parse`, which
+    /// checks the checksum.
+    fn check_checksums(frame: &[u8], parsed: &Parsed) {
+        let ip = parsed.ip.unwrap();
+        let l3 = &frame[parsed.l3_offset..];
+        if !ip.src.is_ipv6() {
+            ipv4::Repr::parse(&ipv4::Packet::new_unchecked(l3)).unwrap();
+        }
+        let segment = &frame[ip.l4_offset..parsed.l3_offset + ip.total_len];
+        let (src, dst) = (&ip.src, &ip.dst);
+        match ip.l4 {
+            Some(L4::Tcp { .. }) => {
+                tcp::Repr::parse(&tcp::Packet::new_unchecked(segment), src, dst).unwrap();
+            }
+            Some(L4::Udp { .. }) => {
+                udp::Repr::parse(&udp::Packet::new_unchecked(segment), src, dst).unwrap();
+            }
+            Some(L4::Sctp { .. }) => {
+                sctp::Repr::parse(&sctp::Packet::new_unchecked(segment)).unwrap();
+            }
+            Some(L4::Icmpv4 { .. }) => {
+                icmpv4::Repr::parse(&icmpv4::Packet::new_unchecked(segment)).unwrap();
+            }
+            Some(L4::Icmpv6 { .. }) => {
+                icmpv6::Repr::parse(&icmpv6::Packet::new_unchecked(segment), src, dst).unwrap();
+            }
+            None => {}
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn builder_then_parse_frame_round_trip(
+            is_v6 in any::<bool>(),
+            addrs in any::<([u8; 16], [u8; 16])>(),
+            tags in any_tags(),
+            (ttl, tos, ident) in any::<(u8, u8, u32)>(),
+            case in any_case(),
+            extensions in any_extensions(),
+            payload in proptest::collection::vec(any::<u8>(), 0..200),
+            step in 1..20usize,
+        ) {
+            let headers: Vec<(IpProtocol, &[u8])> =
+                extensions.iter().map(|(kind, data)| (*kind, &data[..])).collect();
+            let (builder, src, dst) = if is_v6 {
+                let (src, dst) = (Ipv6Addr::from(addrs.0), Ipv6Addr::from(addrs.1));
+                let builder = PacketBuilder::ipv6(src, dst).extension_headers(&headers);
+                (builder, IpAddr::V6(src), IpAddr::V6(dst))
+            } else {
+                let (s, d) = (&addrs.0[..4], &addrs.1[..4]);
+                let src = Ipv4Addr::new(s[0], s[1], s[2], s[3]);
+                let dst = Ipv4Addr::new(d[0], d[1], d[2], d[3]);
+                (PacketBuilder::ipv4(src, dst), IpAddr::V4(src), IpAddr::V4(dst))
+            };
+            let builder = builder.vlans(tags).ttl(ttl).tos(tos).ident(ident);
+            let (builder, l4) = with_case(builder, &case, &payload, is_v6);
+
+            let frame = emit(&builder);
+            let parsed = parse_frame(&frame).unwrap();
+            prop_assert_eq!(parsed.vlans, tags);
+            let l2_len = 14 + 4 * tags.count();
+            prop_assert_eq!(parsed.l3_offset, l2_len);
+            let ip = parsed.ip.unwrap();
+            prop_assert_eq!((ip.src, ip.dst), (src, dst));
+            prop_assert_eq!(ip.ttl, ttl);
+            prop_assert_eq!(ip.total_len, frame.len() - l2_len);
+            prop_assert_eq!(ip.fragment, None);
+            prop_assert_eq!(ip.l4, l4);
+            prop_assert_eq!(ip.payload_offset, frame.len() - payload.len());
+            prop_assert_eq!(ip.l4_offset + builder.transport_len(), frame.len());
+            check_checksums(&frame, &parsed);
+
+            check_fragments(&builder.ident(0xfeed_beef), step * 8);
+        }
+    }
+}

@@ -42,6 +42,8 @@ mod builder;
 mod error;
 mod field;
 mod parse;
+#[cfg(test)]
+mod testdata;
 
 pub mod ah;
 pub mod checksum;

@@ -439,3 +439,745 @@ fn parse_l4(
     };
     Ok((Some(found.0), found.1))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::testdata::{self, bytes};
+    use crate::{PacketBuilder, vlan::Tag};
+
+    fn ip(parsed: &Parsed) -> IpInfo {
+        parsed.ip.expect("an IP packet")
+    }
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    /// Ethernet + IPv6 header (2001:db8::1 -> 2001:db8::2) + `payload`, first next header
+    /// `next`.
+    fn ipv6_frame(next: IpProtocol, payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+        let mut header = [0; ipv6::HEADER_LEN];
+        let repr = ipv6::Repr {
+            src_addr: v6("2001:db8::1"),
+            dst_addr: v6("2001:db8::2"),
+            next_header: next,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+            payload_len: payload.len(),
+        };
+        repr.emit(&mut ipv6::Packet::new_unchecked(&mut header[..]));
+        frame.extend(header);
+        frame.extend(payload);
+        frame
+    }
+
+    /// An 8-byte options-shaped extension header with next header `next`.
+    fn ext(next: IpProtocol) -> [u8; 8] {
+        [next.0, 0, 0x01, 0x04, 0, 0, 0, 0]
+    }
+
+    const TCP_HEADER: [u8; 20] = [
+        0x30, 0x39, 0x01, 0xbb, 0, 0, 0, 7, 0, 0, 0, 9, 0x50, 0x12, 0xff, 0xff, 0, 0, 0, 0,
+    ];
+
+    #[test]
+    fn ipv4_tcp_known_frame() {
+        let frame = bytes(testdata::IPV4_TCP_SYN);
+        let parsed = parse_frame(&frame).unwrap();
+        assert_eq!(parsed.vlans, vlan::Tags::NONE);
+        assert_eq!(parsed.ethertype, EtherType::IPV4);
+        assert_eq!(parsed.l3_offset, 14);
+        assert_eq!(
+            ip(&parsed),
+            IpInfo {
+                src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+                protocol: IpProtocol::TCP,
+                ttl: 64,
+                total_len: 44,
+                fragment: None,
+                l4_offset: 34,
+                l4: Some(L4::Tcp {
+                    src_port: 49152,
+                    dst_port: 80,
+                    flags: tcp::Flags::SYN,
+                    seq_number: 1,
+                    ack_number: 0,
+                }),
+                payload_offset: 58,
+            }
+        );
+        assert_eq!(ip(&parsed).version(), IpVersion::V4);
+        assert_eq!(ip(&parsed).ports(), Some((49152, 80)));
+        assert!(!ip(&parsed).is_fragment());
+    }
+
+    #[test]
+    fn vlan_ipv4_udp_known_frame() {
+        let frame = bytes(testdata::VLAN_IPV4_UDP);
+        let parsed = parse_frame(&frame).unwrap();
+        let tag = Tag {
+            pcp: 3,
+            ..Tag::c_tag(100)
+        };
+        assert_eq!(parsed.vlans, vlan::Tags::one(tag));
+        assert_eq!(parsed.l3_offset, 18);
+        let ip = ip(&parsed);
+        assert_eq!(ip.src, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(ip.protocol, IpProtocol::UDP);
+        assert_eq!(ip.total_len, 33);
+        assert_eq!(
+            ip.l4,
+            Some(L4::Udp {
+                src_port: 5353,
+                dst_port: 53
+            })
+        );
+        assert_eq!((ip.l4_offset, ip.payload_offset), (38, 46));
+        assert_eq!(&frame[ip.payload_offset..], b"hello");
+    }
+
+    #[test]
+    fn qinq_ipv6_hop_by_hop_icmpv6_known_frame() {
+        let frame = bytes(testdata::QINQ_IPV6_HBH_ICMPV6);
+        let parsed = parse_frame(&frame).unwrap();
+        assert_eq!(
+            parsed.vlans,
+            vlan::Tags::two(Tag::s_tag(10), Tag::c_tag(20))
+        );
+        assert_eq!(parsed.vlans.innermost().map(|t| t.vid), Some(20));
+        assert_eq!(parsed.ethertype, EtherType::IPV6);
+        assert_eq!(parsed.l3_offset, 22);
+        let ip = ip(&parsed);
+        assert_eq!(ip.version(), IpVersion::V6);
+        assert_eq!(ip.src, IpAddr::V6(v6("2001:db8::1")));
+        assert_eq!(ip.dst, IpAddr::V6(v6("2001:db8::2")));
+        assert_eq!(ip.protocol, IpProtocol::ICMPV6);
+        assert_eq!(ip.ttl, 64);
+        assert_eq!(ip.total_len, 60);
+        assert_eq!(
+            ip.l4,
+            Some(L4::Icmpv6 {
+                msg_type: icmpv6::Message::ECHO_REQUEST,
+                code: 0,
+                echo_ident: Some(0x1234)
+            })
+        );
+        assert_eq!(ip.ports(), None);
+        assert_eq!((ip.l4_offset, ip.payload_offset), (70, 78));
+    }
+
+    #[test]
+    fn sctp_and_icmp_known_frames() {
+        let parsed = parse_frame(&bytes(testdata::IPV4_SCTP_INIT)).unwrap();
+        assert_eq!(
+            ip(&parsed).l4,
+            Some(L4::Sctp {
+                src_port: 5000,
+                dst_port: 38412,
+                verification_tag: 0
+            })
+        );
+        assert_eq!(ip(&parsed).ports(), Some((5000, 38412)));
+        assert_eq!(ip(&parsed).payload_offset, 46);
+
+        let parsed = parse_frame(&bytes(testdata::IPV4_ICMP_ECHO)).unwrap();
+        assert_eq!(
+            ip(&parsed).l4,
+            Some(L4::Icmpv4 {
+                msg_type: icmpv4::Message::ECHO_REQUEST,
+                code: 0,
+                echo_ident: Some(0x1234)
+            })
+        );
+        assert_eq!(ip(&parsed).payload_offset, 42);
+    }
+
+    #[test]
+    fn icmp_errors_have_no_echo_ident() {
+        let mut frame = bytes(testdata::IPV4_ICMP_ECHO);
+        frame[34] = icmpv4::Message::DST_UNREACHABLE.0;
+        frame[35] = 3;
+        let parsed = parse_frame(&frame).unwrap();
+        assert_eq!(
+            ip(&parsed).l4,
+            Some(L4::Icmpv4 {
+                msg_type: icmpv4::Message::DST_UNREACHABLE,
+                code: 3,
+                echo_ident: None
+            })
+        );
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_packet() {
+        let mut frame = bytes(testdata::IPV4_ICMP_ECHO);
+        frame.resize(60, 0);
+        let parsed = parse_frame(&frame).unwrap();
+        assert_eq!(ip(&parsed).total_len, 32);
+        assert_eq!(ip(&parsed).payload_offset, 42);
+    }
+
+    #[test]
+    fn ipv4_options_are_skipped() {
+        // The SYN frame with 8 bytes of options (NOP x3, EOL, then padding) in the header.
+        let frame = bytes(testdata::IPV4_TCP_SYN);
+        let mut with_options = frame[..34].to_vec();
+        with_options.extend([1, 1, 1, 0, 0, 0, 0, 0]);
+        with_options.extend(&frame[34..]);
+        with_options[14] = 0x47;
+        with_options[17] += 8;
+        let parsed = parse_frame(&with_options).unwrap();
+        assert_eq!(ip(&parsed).l4_offset, 42);
+        assert_eq!(ip(&parsed).ports(), Some((49152, 80)));
+        assert_eq!(ip(&parsed).total_len, 52);
+    }
+
+    #[test]
+    fn non_ip_frames_are_not_errors() {
+        for (ethertype, name) in [(0x0806, "arp"), (0x88cc, "lldp"), (0x0026, "802.3 length")] {
+            let mut frame = bytes(testdata::IPV4_ICMP_ECHO);
+            frame[12..14].copy_from_slice(&u16::to_be_bytes(ethertype));
+            let parsed = parse_frame(&frame).unwrap();
+            assert_eq!(parsed.ethertype, EtherType(ethertype), "{name}");
+            assert_eq!(parsed.l3_offset, 14);
+            assert_eq!(parsed.ip, None);
+        }
+        // A tagged ARP frame: the tag is read, the rest left to policy.
+        let mut frame = bytes(testdata::VLAN_IPV4_UDP);
+        frame[16..18].copy_from_slice(&[0x08, 0x06]);
+        let parsed = parse_frame(&frame).unwrap();
+        assert_eq!(parsed.vlans.count(), 1);
+        assert_eq!(parsed.ethertype, EtherType::ARP);
+        assert_eq!(parsed.l3_offset, 18);
+        assert_eq!(parsed.ip, None);
+        // The header alone is enough.
+        assert!(parse_frame(&frame[..18]).is_ok());
+    }
+
+    #[test]
+    fn vlan_tag_rules() {
+        let frame = bytes(testdata::QINQ_IPV6_HBH_ICMPV6);
+        // Outer 0x8100 then 0x8100 is fine too.
+        let mut double_c = frame.clone();
+        double_c[12..14].copy_from_slice(&[0x81, 0x00]);
+        let parsed = parse_frame(&double_c).unwrap();
+        assert_eq!(parsed.vlans.outer(), Some(Tag::c_tag(10)));
+        // 0x88a8 inside a tag is not.
+        let mut inner_s = frame.clone();
+        inner_s[16..18].copy_from_slice(&[0x88, 0xa8]);
+        assert_eq!(
+            parse_frame(&inner_s),
+            Err(ParseError::UnexpectedVlanTag {
+                offset: 16,
+                tpid: 0x88a8
+            })
+        );
+        // Nor is a third tag.
+        let mut third = frame.clone();
+        third[20..22].copy_from_slice(&[0x81, 0x00]);
+        let err = parse_frame(&third).unwrap_err();
+        assert_eq!(
+            err,
+            ParseError::UnexpectedVlanTag {
+                offset: 20,
+                tpid: 0x8100
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "802.1Q tag: unexpected TPID 0x8100 at offset 20 (at most two tags, the inner one \
+             0x8100)"
+        );
+        // A tag cut short.
+        assert_eq!(
+            parse_frame(&frame[..17]),
+            Err(ParseError::Truncated {
+                layer: Layer::Vlan,
+                offset: 14,
+                needed: 4,
+                available: 3
+            })
+        );
+    }
+
+    #[test]
+    fn ipv4_malformed_lengths() {
+        let frame = bytes(testdata::IPV4_TCP_SYN);
+        let mut ihl4 = frame.clone();
+        ihl4[14] = 0x44;
+        assert_eq!(
+            parse_frame(&ihl4).unwrap_err().to_string(),
+            "ipv4 header: header length 16 < minimum 20 at offset 14"
+        );
+        let mut short_total = frame.clone();
+        short_total[14] = 0x46;
+        short_total[17] = 20;
+        assert_eq!(
+            parse_frame(&short_total).unwrap_err().to_string(),
+            "ipv4 header: total length 20 < header length 24 at offset 14"
+        );
+        let mut long_total = frame.clone();
+        long_total[17] = 45;
+        assert_eq!(
+            parse_frame(&long_total),
+            Err(ParseError::LengthBeyondBuffer {
+                layer: Layer::Ipv4,
+                offset: 14,
+                length: 45,
+                available: 44
+            })
+        );
+        let mut version = frame.clone();
+        version[14] = 0x65;
+        assert_eq!(
+            parse_frame(&version).unwrap_err().to_string(),
+            "ipv4 header: version 6, expected 4 at offset 14"
+        );
+    }
+
+    #[test]
+    fn transport_malformed_lengths() {
+        let frame = bytes(testdata::IPV4_TCP_SYN);
+        let mut offset4 = frame.clone();
+        offset4[46] = 0x40;
+        assert_eq!(
+            parse_frame(&offset4),
+            Err(ParseError::HeaderLen {
+                layer: Layer::Tcp,
+                offset: 34,
+                header_len: 16,
+                min: 20
+            })
+        );
+        let mut offset7 = frame.clone();
+        offset7[46] = 0x70;
+        assert_eq!(
+            parse_frame(&offset7).unwrap_err().to_string(),
+            "tcp header: needs 28 bytes, 24 available at offset 34"
+        );
+
+        let frame = bytes(testdata::VLAN_IPV4_UDP);
+        let mut short = frame.clone();
+        short[43] = 7;
+        assert_eq!(
+            parse_frame(&short).unwrap_err().to_string(),
+            "udp header: length 7 < header length 8 at offset 38"
+        );
+        let mut long = frame.clone();
+        long[43] = 14;
+        assert_eq!(
+            parse_frame(&long),
+            Err(ParseError::LengthBeyondBuffer {
+                layer: Layer::Udp,
+                offset: 38,
+                length: 14,
+                available: 13
+            })
+        );
+        // A UDP length short of the IP payload is allowed: the rest is trailer.
+        let mut trailer = frame.clone();
+        trailer[43] = 9;
+        assert!(parse_frame(&trailer).is_ok());
+    }
+
+    #[test]
+    fn ipv6_malformed_lengths() {
+        let frame = ipv6_frame(IpProtocol::NO_NEXT_HEADER, &[0; 8]);
+        assert_eq!(
+            parse_frame(&frame[..60]).unwrap_err().to_string(),
+            "ipv6 header: payload length 8 > 6 bytes available at offset 14"
+        );
+        let mut version = frame.clone();
+        version[14] = 0x40;
+        assert_eq!(
+            parse_frame(&version),
+            Err(ParseError::Version {
+                layer: Layer::Ipv6,
+                offset: 14,
+                version: 4
+            })
+        );
+    }
+
+    #[test]
+    fn ipv6_extension_chain_is_walked() {
+        // Hop-by-hop, routing, destination options, AH (ICV 4 bytes), then TCP.
+        let mut payload = Vec::new();
+        payload.extend(ext(IpProtocol::ROUTING));
+        payload.extend([IpProtocol::DESTINATION_OPTIONS.0, 1, 4, 0, 0, 0, 0, 0]);
+        payload.extend([0; 8]);
+        payload.extend(ext(IpProtocol::AH));
+        payload.extend([
+            IpProtocol::TCP.0,
+            2,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            1,
+            9,
+            9,
+            9,
+            9,
+        ]);
+        payload.extend(TCP_HEADER);
+        let frame = ipv6_frame(IpProtocol::HOP_BY_HOP, &payload);
+        let ip = ip_of(&frame);
+        assert_eq!(ip.protocol, IpProtocol::TCP);
+        assert_eq!(ip.l4_offset, 14 + 40 + 8 + 16 + 8 + 16);
+        assert_eq!(ip.payload_offset, ip.l4_offset + 20);
+        assert_eq!(ip.payload_offset, frame.len());
+        assert_eq!(ip.ports(), Some((12345, 443)));
+        assert_eq!(
+            ip.l4,
+            Some(L4::Tcp {
+                src_port: 12345,
+                dst_port: 443,
+                flags: tcp::Flags::SYN | tcp::Flags::ACK,
+                seq_number: 7,
+                ack_number: 9
+            })
+        );
+    }
+
+    #[test]
+    fn ipv6_walk_stops_at_esp_no_next_header_and_unknown_headers() {
+        for stop in [IpProtocol::ESP, IpProtocol::NO_NEXT_HEADER, IpProtocol(135)] {
+            let mut payload = ext(stop).to_vec();
+            payload.extend([0xee; 16]);
+            let frame = ipv6_frame(IpProtocol::DESTINATION_OPTIONS, &payload);
+            let ip = ip_of(&frame);
+            assert_eq!(ip.protocol, stop);
+            assert_eq!(ip.l4, None);
+            assert_eq!(ip.l4_offset, 62);
+            assert_eq!(ip.payload_offset, 62);
+        }
+        // ICMP (for IPv4) over IPv6 is not read as ICMP.
+        let frame = ipv6_frame(IpProtocol::ICMP, &[8, 0, 0, 0, 0, 1, 0, 1]);
+        let ip = ip_of(&frame);
+        assert_eq!((ip.protocol, ip.l4), (IpProtocol::ICMP, None));
+    }
+
+    #[test]
+    fn ipv6_extension_errors() {
+        // A routing header claiming 24 bytes with 16 left in the payload.
+        let mut payload = vec![IpProtocol::TCP.0, 2, 0, 0, 0, 0, 0, 0];
+        payload.extend([0; 8]);
+        let frame = ipv6_frame(IpProtocol::ROUTING, &payload);
+        assert_eq!(
+            parse_frame(&frame).unwrap_err().to_string(),
+            "ipv6 routing header: needs 24 bytes, 16 available at offset 54"
+        );
+        // The chain must fit in the payload length, not just the frame.
+        let mut frame = ipv6_frame(IpProtocol::DESTINATION_OPTIONS, &ext(IpProtocol::TCP));
+        frame[19] = 4;
+        assert_eq!(
+            parse_frame(&frame),
+            Err(ParseError::Truncated {
+                layer: Layer::Ipv6DestinationOptions,
+                offset: 54,
+                needed: 8,
+                available: 4
+            })
+        );
+        // Hop-by-hop after another header.
+        let mut payload = ext(IpProtocol::HOP_BY_HOP).to_vec();
+        payload.extend(ext(IpProtocol::NO_NEXT_HEADER));
+        let frame = ipv6_frame(IpProtocol::DESTINATION_OPTIONS, &payload);
+        assert_eq!(
+            parse_frame(&frame),
+            Err(ParseError::HopByHopNotFirst { offset: 62 })
+        );
+        // Two fragment headers.
+        let mut payload = vec![IpProtocol::FRAGMENT.0, 0, 0, 0, 0, 0, 0, 1];
+        payload.extend([IpProtocol::TCP.0, 0, 0, 0, 0, 0, 0, 1]);
+        let frame = ipv6_frame(IpProtocol::FRAGMENT, &payload);
+        assert_eq!(
+            parse_frame(&frame),
+            Err(ParseError::RepeatedFragmentHeader { offset: 62 })
+        );
+        // AH with a payload length field of 0.
+        let frame = ipv6_frame(IpProtocol::AH, &[6, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(
+            parse_frame(&frame).unwrap_err().to_string(),
+            "authentication header: header length 8 < minimum 12 at offset 54"
+        );
+        // A chain of nine destination options headers.
+        let mut payload = Vec::new();
+        for _ in 0..8 {
+            payload.extend(ext(IpProtocol::DESTINATION_OPTIONS));
+        }
+        payload.extend(ext(IpProtocol::NO_NEXT_HEADER));
+        let frame = ipv6_frame(IpProtocol::DESTINATION_OPTIONS, &payload);
+        assert_eq!(
+            parse_frame(&frame),
+            Err(ParseError::TooManyExtensionHeaders {
+                offset: 54 + 8 * 8,
+                limit: MAX_EXTENSION_HEADERS
+            })
+        );
+        // Eight are fine.
+        let frame = ipv6_frame(IpProtocol::DESTINATION_OPTIONS, &payload[8..]);
+        assert_eq!(
+            ip(&parse_frame(&frame).unwrap()).protocol,
+            IpProtocol::NO_NEXT_HEADER
+        );
+    }
+
+    #[test]
+    fn ipv4_fragments() {
+        let frame = bytes(testdata::VLAN_IPV4_UDP);
+        // First fragment: MF, offset 0. The UDP length (13) counts later fragments too, so
+        // it may exceed what this fragment holds.
+        let mut first = frame.clone();
+        first[18 + 4..18 + 8].copy_from_slice(&[0xab, 0xcd, 0x20, 0x00]);
+        first[43] = 200;
+        let ip = ip_of(&first);
+        assert_eq!(
+            ip.fragment,
+            Some(Fragment {
+                offset: 0,
+                more: true,
+                ident: 0xabcd
+            })
+        );
+        assert!(ip.fragment.unwrap().is_first());
+        assert_eq!(ip.ports(), Some((5353, 53)));
+        // Later fragment: offset 8, no transport header whatever the bytes look like.
+        let mut later = frame.clone();
+        later[18 + 6..18 + 8].copy_from_slice(&[0x00, 0x01]);
+        let ip = ip_of(&later);
+        assert_eq!(
+            ip.fragment,
+            Some(Fragment {
+                offset: 8,
+                more: false,
+                ident: 0
+            })
+        );
+        assert!(!ip.fragment.unwrap().is_first());
+        assert_eq!(ip.protocol, IpProtocol::UDP);
+        assert_eq!(ip.l4, None);
+        assert_eq!((ip.l4_offset, ip.payload_offset), (38, 38));
+        // A first fragment too short for the TCP header is an error (RFC 1858).
+        let frame = bytes(testdata::IPV4_TCP_SYN);
+        let mut tiny = frame[..34 + 8].to_vec();
+        tiny[14 + 3] = 28;
+        tiny[14 + 6] = 0x20;
+        assert_eq!(
+            parse_frame(&tiny),
+            Err(ParseError::Truncated {
+                layer: Layer::Tcp,
+                offset: 34,
+                needed: 20,
+                available: 8
+            })
+        );
+        // DF alone does not make a fragment.
+        let mut df = frame.clone();
+        df[14 + 6] = 0x40;
+        assert_eq!(ip_of(&df).fragment, None);
+    }
+
+    fn ip_of(frame: &[u8]) -> IpInfo {
+        ip(&parse_frame(frame).unwrap())
+    }
+
+    #[test]
+    fn ipv6_fragments() {
+        let mut first = vec![IpProtocol::UDP.0, 0, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef];
+        first.extend([0x14, 0xe9, 0x00, 0x35, 0x05, 0x00, 0, 0]);
+        let ip = ip_of(&ipv6_frame(IpProtocol::FRAGMENT, &first));
+        assert_eq!(
+            ip.fragment,
+            Some(Fragment {
+                offset: 0,
+                more: true,
+                ident: 0xdead_beef
+            })
+        );
+        assert_eq!(ip.protocol, IpProtocol::UDP);
+        assert_eq!(ip.ports(), Some((5353, 53)));
+        assert_eq!(ip.l4_offset, 62);
+
+        let later = [
+            IpProtocol::UDP.0,
+            0,
+            0x05,
+            0x00,
+            0xde,
+            0xad,
+            0xbe,
+            0xef,
+            1,
+            2,
+            3,
+            4,
+        ];
+        let ip = ip_of(&ipv6_frame(IpProtocol::FRAGMENT, &later));
+        assert_eq!(
+            ip.fragment,
+            Some(Fragment {
+                offset: 1280,
+                more: false,
+                ident: 0xdead_beef
+            })
+        );
+        assert_eq!((ip.protocol, ip.l4), (IpProtocol::UDP, None));
+        assert_eq!((ip.l4_offset, ip.payload_offset), (62, 62));
+
+        // An atomic fragment (offset 0, M clear) is a whole packet.
+        let mut atomic = vec![IpProtocol::TCP.0, 0, 0, 0, 0, 0, 0, 5];
+        atomic.extend(TCP_HEADER);
+        let ip = ip_of(&ipv6_frame(IpProtocol::FRAGMENT, &atomic));
+        assert_eq!(ip.fragment, None);
+        assert_eq!(ip.ports(), Some((12345, 443)));
+
+        // A non-first fragment stops the walk even if more headers seem to follow.
+        let mut later = vec![IpProtocol::HOP_BY_HOP.0, 0, 0x00, 0x08, 0, 0, 0, 1];
+        later.extend(ext(IpProtocol::HOP_BY_HOP));
+        let ip = ip_of(&ipv6_frame(IpProtocol::FRAGMENT, &later));
+        assert_eq!((ip.protocol, ip.l4), (IpProtocol::HOP_BY_HOP, None));
+    }
+
+    /// Valid frames of every shape the parser knows, built with the builder.
+    fn valid_frames() -> Vec<Vec<u8>> {
+        let payload = [0x5a; 33];
+        let options = [1, 1, 1, 1];
+        let v4 = PacketBuilder::ipv4([10, 1, 2, 3].into(), [10, 4, 5, 6].into());
+        let v6 = PacketBuilder::ipv6(v6("2001:db8::a"), v6("2001:db8::b"));
+        let hbh: &[(IpProtocol, &[u8])] = &[
+            (IpProtocol::HOP_BY_HOP, &[1, 4, 0, 0, 0, 0]),
+            (IpProtocol::ROUTING, &[4, 0, 0, 0, 0, 0, 0, 0]),
+        ];
+        let tcp = tcp::Repr {
+            src_port: 1,
+            dst_port: 2,
+            options: &options,
+            payload: &payload,
+            ..Default::default()
+        };
+        let udp = udp::Repr {
+            src_port: 3,
+            dst_port: 4,
+            payload: &payload,
+        };
+        let sctp = sctp::Repr {
+            chunks: &payload,
+            ..Default::default()
+        };
+        let builders = [
+            v4.tcp(tcp),
+            v4.udp(udp).vlans(vlan::Tags::one(Tag::c_tag(7))),
+            v4.sctp(sctp),
+            v4.icmpv4(icmpv4::Repr::echo_reply(9, 9, &payload)),
+            v6.tcp(tcp).extension_headers(hbh),
+            v6.udp(udp)
+                .vlans(vlan::Tags::two(Tag::s_tag(1), Tag::c_tag(2))),
+            v6.sctp(sctp),
+            v6.icmpv6(icmpv6::Repr::echo_request(9, 9, &payload)),
+            v6.raw(IpProtocol::NO_NEXT_HEADER, &payload),
+        ];
+        let mut frames = Vec::new();
+        for builder in builders {
+            let mut buf = vec![0; builder.frame_len() + 8];
+            let len = builder.emit(&mut buf).unwrap();
+            frames.push(buf[..len].to_vec());
+            // And its first and last fragments.
+            let cut = 24;
+            let len = builder.emit_fragment(&mut buf, 0, cut).unwrap();
+            frames.push(buf[..len].to_vec());
+            let len = builder
+                .emit_fragment(&mut buf, cut, builder.transport_len() - cut)
+                .unwrap();
+            frames.push(buf[..len].to_vec());
+        }
+        for known in [
+            testdata::IPV4_TCP_SYN,
+            testdata::VLAN_IPV4_UDP,
+            testdata::QINQ_IPV6_HBH_ICMPV6,
+            testdata::IPV4_SCTP_INIT,
+            testdata::IPV4_ICMP_ECHO,
+        ] {
+            frames.push(bytes(known));
+        }
+        frames
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        for frame in valid_frames() {
+            let parsed = parse_frame(&frame).unwrap();
+            assert!(parsed.ip.is_some());
+            for len in 0..frame.len() {
+                assert!(
+                    parse_frame(&frame[..len]).is_err(),
+                    "{len} bytes of {frame:02x?} parsed"
+                );
+            }
+        }
+    }
+
+    /// What must hold of any successful parse: offsets in order and inside the frame.
+    fn check_invariants(frame: &[u8], parsed: &Parsed) {
+        assert!(parsed.l3_offset <= frame.len());
+        assert_eq!(parsed.l3_offset, 14 + 4 * parsed.vlans.count());
+        if let Some(ip) = parsed.ip {
+            assert!(parsed.l3_offset + ip.total_len <= frame.len());
+            assert!(parsed.l3_offset < ip.l4_offset);
+            assert!(ip.l4_offset <= ip.payload_offset);
+            assert!(ip.payload_offset <= parsed.l3_offset + ip.total_len);
+            if ip.l4.is_none() {
+                assert_eq!(ip.l4_offset, ip.payload_offset);
+            }
+            if ip.fragment.is_some_and(|f| !f.is_first()) {
+                assert_eq!(ip.l4, None);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(parsed) = parse_frame(&frame) {
+                check_invariants(&frame, &parsed);
+            }
+        }
+
+        /// Random bytes rarely get past the EtherType; damaged valid frames reach every
+        /// header.
+        #[test]
+        fn damaged_frames_never_panic(
+            which in any::<prop::sample::Index>(),
+            damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let frames = valid_frames();
+            let mut frame = frames[which.index(frames.len())].clone();
+            for (at, value) in damage {
+                let at = at.index(frame.len());
+                frame[at] = value;
+            }
+            let len = cut.index(frame.len() + 1);
+            for frame in [&frame[..], &frame[..len]] {
+                match parse_frame(frame) {
+                    Ok(parsed) => check_invariants(frame, &parsed),
+                    Err(err) => prop_assert!(err.offset() <= frame.len()),
+                }
+            }
+        }
+    }
+}
