@@ -3,4 +3,5 @@
 //!
 //! The dataplane knows device programs and packets, never tags, gRPC or storage.
 
+pub mod pipeline;
 pub mod session;
