@@ -85,6 +85,11 @@ int palisade_rte_errno(void)
 	return rte_errno;
 }
 
+void palisade_rte_errno_set(int value)
+{
+	rte_errno = value;
+}
+
 unsigned int palisade_rte_lcore_id(void)
 {
 	return rte_lcore_id();

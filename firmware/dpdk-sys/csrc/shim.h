@@ -51,6 +51,8 @@ uint32_t palisade_rte_pktmbuf_pkt_len(const struct rte_mbuf *m);
 
 /** rte_errno: the calling thread's last DPDK error number. */
 int palisade_rte_errno(void);
+/** rte_errno = value: clears it before a call whose failure may not set it. */
+void palisade_rte_errno_set(int value);
 /** rte_lcore_id(): the calling thread's lcore id, or LCORE_ID_ANY for a non-EAL thread. */
 unsigned int palisade_rte_lcore_id(void);
 

@@ -10,8 +10,10 @@
 //!   [`rte_lcore_id`] and the other mbuf helpers read as they do in C.
 //! * `rte_mbuf`, `rte_mempool` and `rte_flow` are opaque: only pointers cross the boundary,
 //!   and every field access goes through a shim function compiled with DPDK's own flags.
-//! * C enums are modules of constants (`rte_flow_item_type::RTE_FLOW_ITEM_TYPE_ETH`), so a
-//!   value DPDK adds later can never be an invalid Rust enum.
+//! * C enums are integer constants, never Rust enums, so a value DPDK adds later can never
+//!   be an invalid Rust enum. The rte_flow type enums are modules of constants
+//!   (`rte_flow_item_type::RTE_FLOW_ITEM_TYPE_ETH`); anonymous enums are plain constants
+//!   (`E_RTE_SECONDARY`).
 //!
 //! Linking: the build emits `pkg-config --libs libdpdk` plus `rte_bus_vdev`. At run time the
 //! EAL loads the poll-mode drivers (net_ring, net_null, net_af_packet, ...) from Debian's
