@@ -196,9 +196,10 @@ impl Port {
     /// queue count the driver cannot do; [`Error::Port`] when DPDK refuses.
     pub fn configure(id: PortId, config: &PortConfig) -> Result<Port, Error> {
         let port = id.get();
+        // A PortId comes from DPDK, which never hands out ids >= RTE_MAX_ETHPORTS.
         let slot = CLAIMED
             .get(usize::from(port))
-            .ok_or(Error::PortInUse(port))?;
+            .ok_or_else(|| Error::NoSuchPort(port.to_string()))?;
         if slot.swap(true, Ordering::AcqRel) {
             return Err(Error::PortInUse(port));
         }
