@@ -8,8 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the test suite uses. Grows with the product (DPDK, net-snmp, nfdump, ...).
-packages=(build-essential pkg-config)
+# Debian packages the test suite uses: a C toolchain; DPDK 22.11 with its tools (dpdk-dev
+# has dpdk-testpmd and dpdk-test-acl) and libclang for bindgen; iproute2 for veth and
+# namespace tests.
+packages=(build-essential pkg-config libdpdk-dev dpdk dpdk-dev libclang-dev iproute2)
 
 missing=()
 for p in "${packages[@]}"; do
