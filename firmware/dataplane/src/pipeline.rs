@@ -453,7 +453,7 @@ impl Pipeline {
             };
         }
         let (key, flags) = flow_key(ip);
-        let outcome = match self.sessions.find(&key) {
+        match self.sessions.find(&key) {
             Some((id, way)) => {
                 let session = self.sessions.get(id).expect("found");
                 let mut verdict = session.verdict.clone();
@@ -511,8 +511,7 @@ impl Pipeline {
                 }
                 outcome
             }
-        };
-        outcome
+        }
     }
 
     /// Judges a burst of frames at time `now` (ns), appending one outcome per frame to `out`.
