@@ -283,7 +283,7 @@ fn a_program_change_revokes_live_sessions() {
     // Generation 2 moves the app to port 9090: the live 8080 connection is no longer allowed.
     slot.install(Compiled::new(program(2, 9090)).unwrap());
     let ack = tcp_frame(WEB, APP, 40000, 8080, tcp::Flags::ACK);
-    let out = run(&mut p, &[ack.clone()], 2, &mut records);
+    let out = run(&mut p, &[ack], 2, &mut records);
     assert_eq!(out[0].disposition, Disposition::Drop(DropReason::Revoked));
     assert_eq!(out[0].generation, 2);
     assert!(
