@@ -9,4 +9,6 @@ mod engine;
 mod program;
 
 pub use engine::{Addr, Engine, Key, Match, Rule, UpdateError};
-pub use program::{Decided, Judgement, ProgramClassifier, Side};
+pub use program::{
+    Decided, Entry, Flattened, Judgement, ProgramClassifier, Side, direction_tag, flatten,
+};

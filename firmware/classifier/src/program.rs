@@ -16,13 +16,42 @@ use palisade_program::{Action, DeviceProgram, Direction, Packet, PortRange, Pref
 
 use crate::engine::{Addr, Engine, Key, Rule, UpdateError};
 
-/// What an engine entry stands for.
+/// What a flattened row stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Entry {
-    /// Rule `rule` of tier index `tier`.
-    Rule { tier: u16, rule: u32 },
-    /// The default of tier index `tier` for one endpoint.
-    Default { tier: u16, action: Action },
+pub enum Entry {
+    /// Rule `rule` of the program's tier number `tier`.
+    Rule {
+        /// Index of the tier in the program.
+        tier: u16,
+        /// Index of the rule in the tier.
+        rule: u32,
+    },
+    /// The default of the program's tier number `tier` for one endpoint and direction.
+    Default {
+        /// Index of the tier in the program.
+        tier: u16,
+        /// Allow or deny.
+        action: Action,
+    },
+}
+
+/// A device program as flat engine rows: `(rule, priority, entry)` where `entry` indexes
+/// [`Flattened::entries`]. Rows are tagged with the direction (1 egress, 0 ingress).
+#[derive(Clone, Debug, Default)]
+pub struct Flattened {
+    /// IPv4 rows.
+    pub v4: Vec<(Rule<u32>, u32, u32)>,
+    /// IPv6 rows.
+    pub v6: Vec<(Rule<u128>, u32, u32)>,
+    /// What each entry stands for.
+    pub entries: Vec<Entry>,
+    /// First priority of each tier, plus one past the last.
+    pub tier_start: Vec<u32>,
+}
+
+/// The row tag of a direction.
+pub fn direction_tag(direction: Direction) -> u8 {
+    tag(direction)
 }
 
 /// How a side was decided.
@@ -156,133 +185,132 @@ impl<A: Addr> Family<A> {
     }
 }
 
-impl ProgramClassifier {
-    /// Compiles a program for classification.
-    pub fn new(program: DeviceProgram) -> Result<Self, UpdateError> {
-        let mut v4 = Family::<u32> { rules: Vec::new() };
-        let mut v6 = Family::<u128> { rules: Vec::new() };
-        let mut entries = Vec::new();
-        let mut tier_start = Vec::new();
-        let mut priority = 0u32;
-        let endpoints = program.endpoints();
-        for (ti, tier) in program.tiers().iter().enumerate() {
-            tier_start.push(priority);
-            for (ri, rule) in tier.rules.iter().enumerate() {
-                let id = entries.len() as u32;
-                entries.push(Entry::Rule {
-                    tier: ti as u16,
-                    rule: ri as u32,
-                });
-                let proto = rule.protocol.map_or((0, 0), |p| (p.0, u8::MAX));
-                let remote: Vec<Prefix> = match rule.remote {
-                    None => vec![Prefix::ANY_V4, Prefix::ANY_V6],
-                    Some(s) => program.address_sets()[s as usize]
-                        .prefixes
-                        .prefixes()
-                        .to_vec(),
-                };
-                let sports = ranges(&rule.src_ports);
-                let dports = ranges(&rule.dst_ports);
-                for &e in &rule.endpoints {
-                    for local in &endpoints[e as usize].addresses {
-                        let host = Prefix::host(*local);
-                        for r in &remote {
-                            for &sp in &sports {
-                                for &dp in &dports {
-                                    match (
-                                        v4_prefix(&host),
-                                        v4_prefix(r),
-                                        v6_prefix(&host),
-                                        v6_prefix(r),
-                                    ) {
-                                        (Some(l), Some(r), _, _) => v4.push(
-                                            rule.direction,
-                                            l,
-                                            r,
-                                            sp,
-                                            dp,
-                                            proto,
-                                            priority,
-                                            id,
-                                        ),
-                                        (_, _, Some(l), Some(r)) => v6.push(
-                                            rule.direction,
-                                            l,
-                                            r,
-                                            sp,
-                                            dp,
-                                            proto,
-                                            priority,
-                                            id,
-                                        ),
-                                        _ => {}
+/// Flattens a program into engine rows: one per (rule, local address, remote prefix, port
+/// range pair), plus each tier's non-fall-through defaults after its rules.
+pub fn flatten(program: &DeviceProgram) -> Flattened {
+    let mut v4 = Family::<u32> { rules: Vec::new() };
+    let mut v6 = Family::<u128> { rules: Vec::new() };
+    let mut entries = Vec::new();
+    let mut tier_start = Vec::new();
+    let mut priority = 0u32;
+    let endpoints = program.endpoints();
+    for (ti, tier) in program.tiers().iter().enumerate() {
+        tier_start.push(priority);
+        for (ri, rule) in tier.rules.iter().enumerate() {
+            let id = entries.len() as u32;
+            entries.push(Entry::Rule {
+                tier: ti as u16,
+                rule: ri as u32,
+            });
+            let proto = rule.protocol.map_or((0, 0), |p| (p.0, u8::MAX));
+            let remote: Vec<Prefix> = match rule.remote {
+                None => vec![Prefix::ANY_V4, Prefix::ANY_V6],
+                Some(s) => program.address_sets()[s as usize]
+                    .prefixes
+                    .prefixes()
+                    .to_vec(),
+            };
+            let sports = ranges(&rule.src_ports);
+            let dports = ranges(&rule.dst_ports);
+            for &e in &rule.endpoints {
+                for local in &endpoints[e as usize].addresses {
+                    let host = Prefix::host(*local);
+                    for r in &remote {
+                        for &sp in &sports {
+                            for &dp in &dports {
+                                match (
+                                    v4_prefix(&host),
+                                    v4_prefix(r),
+                                    v6_prefix(&host),
+                                    v6_prefix(r),
+                                ) {
+                                    (Some(l), Some(r), _, _) => {
+                                        v4.push(rule.direction, l, r, sp, dp, proto, priority, id)
                                     }
+                                    (_, _, Some(l), Some(r)) => {
+                                        v6.push(rule.direction, l, r, sp, dp, proto, priority, id)
+                                    }
+                                    _ => {}
                                 }
                             }
-                        }
-                    }
-                }
-                priority += 1;
-            }
-            // The tier's defaults for each endpoint and direction, after its rules.
-            for (e, defaults) in tier.defaults.iter().enumerate() {
-                for direction in [Direction::Ingress, Direction::Egress] {
-                    let action = defaults.get(direction);
-                    if action == Action::NextTier {
-                        continue;
-                    }
-                    let id = entries.len() as u32;
-                    entries.push(Entry::Default {
-                        tier: ti as u16,
-                        action,
-                    });
-                    for local in &endpoints[e].addresses {
-                        let host = Prefix::host(*local);
-                        if let Some(l) = v4_prefix(&host) {
-                            v4.push(
-                                direction,
-                                l,
-                                (0, 0),
-                                (0, u16::MAX),
-                                (0, u16::MAX),
-                                (0, 0),
-                                priority,
-                                id,
-                            );
-                        }
-                        if let Some(l) = v6_prefix(&host) {
-                            v6.push(
-                                direction,
-                                l,
-                                (0, 0),
-                                (0, u16::MAX),
-                                (0, u16::MAX),
-                                (0, 0),
-                                priority,
-                                id,
-                            );
                         }
                     }
                 }
             }
             priority += 1;
         }
-        tier_start.push(priority);
+        // The tier's defaults for each endpoint and direction, after its rules.
+        for (e, defaults) in tier.defaults.iter().enumerate() {
+            for direction in [Direction::Ingress, Direction::Egress] {
+                let action = defaults.get(direction);
+                if action == Action::NextTier {
+                    continue;
+                }
+                let id = entries.len() as u32;
+                entries.push(Entry::Default {
+                    tier: ti as u16,
+                    action,
+                });
+                for local in &endpoints[e].addresses {
+                    let host = Prefix::host(*local);
+                    if let Some(l) = v4_prefix(&host) {
+                        v4.push(
+                            direction,
+                            l,
+                            (0, 0),
+                            (0, u16::MAX),
+                            (0, u16::MAX),
+                            (0, 0),
+                            priority,
+                            id,
+                        );
+                    }
+                    if let Some(l) = v6_prefix(&host) {
+                        v6.push(
+                            direction,
+                            l,
+                            (0, 0),
+                            (0, u16::MAX),
+                            (0, u16::MAX),
+                            (0, 0),
+                            priority,
+                            id,
+                        );
+                    }
+                }
+            }
+        }
+        priority += 1;
+    }
+    tier_start.push(priority);
+    Flattened {
+        v4: v4.rules,
+        v6: v6.rules,
+        entries,
+        tier_start,
+    }
+}
+
+impl ProgramClassifier {
+    /// Compiles a program for classification.
+    pub fn new(program: DeviceProgram) -> Result<Self, UpdateError> {
+        let flat = flatten(&program);
+        let endpoints = program.endpoints();
         let local = endpoints
             .iter()
             .enumerate()
             .flat_map(|(i, e)| e.addresses.iter().map(move |a| (*a, i as u32)))
             .collect();
-        let (v4, v4_entries) = v4.build()?;
-        let (v6, v6_entries) = v6.build()?;
+        let (v4, v4_entries) = Family { rules: flat.v4 }.build()?;
+        let (v6, v6_entries) = Family { rules: flat.v6 }.build()?;
         Ok(Self {
             program,
             v4,
             v6,
             v4_entries,
             v6_entries,
-            entries,
-            tier_start,
+            entries: flat.entries,
+            tier_start: flat.tier_start,
             local,
         })
     }

@@ -2,6 +2,8 @@
 //!
 //! * [`plan()`] — (ordered rules, hardware profile) -> hardware entries + software remainder,
 //!   with the reason for every rule left in software;
+//! * [`plan_program`] — the same for a whole device program, direction by direction, with
+//!   each program rule reported as in hardware, in software or split;
 //! * [`SimNic`] — a simulated NIC enforcing a profile (groups, priorities, match kinds,
 //!   capacity, insertion rate), the backend CI can run;
 //! * [`Offloaded`] — hardware and software together: for every packet the same first match
@@ -9,10 +11,12 @@
 
 mod entry;
 mod plan;
+mod program;
 mod sim;
 
 pub use entry::{HwAction, HwEntry, Masked, Pattern, port_blocks};
 pub use plan::{Place, Placement, Plan, PlanError, PlanOptions, Reason, engine_for, overlap, plan};
+pub use program::{ProgramPlan, RulePlace, RulePlacement, plan_program};
 pub use sim::{NicError, SimNic};
 
 use palisade_classifier::{Engine, Key, Rule, UpdateError};
