@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod classify;
+#[cfg(feature = "dpdk")]
+mod dpdk_port;
+#[cfg(feature = "dpdk")]
+mod flow_offload;
+mod run;
 
 /// Palisade vRouter: enforces device programs on a host's or DPU's ports.
 #[derive(Parser)]
@@ -18,12 +23,15 @@ struct Cli {
 enum Command {
     /// Classify a ClassBench trace against a ClassBench rule list (first match wins).
     Classify(classify::Args),
+    /// Run the dataplane on configured ports with a device program and a hardware profile.
+    Run(run::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Classify(args) => classify::run(&args),
+        Command::Run(args) => run::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,418 @@
+//! `vrouter run`: the dataplane on real ports, with a device program and a hardware profile.
+//!
+//! The vRouter is a bump in the wire: each configured link joins two ports, and a frame
+//! received on one is sent out of the other when the program allows it. A frame redirected
+//! to an L7 service goes out of the service's port; frames the service sends back are
+//! forwarded by destination MAC (learned from the links' traffic), flooding the links'
+//! ports when the MAC is unknown. Mirrored frames are copied to the mirror's port.
+//!
+//! Configuration (YAML or JSON; paths relative to the file):
+//!
+//! ```yaml
+//! program: dpu-1.json          # a device program (fleet-manager policy compile)
+//! profile: sim-large           # a built-in hw-profile name, or a profile file
+//! ports:
+//!   - {name: web, af_packet: veth-web}
+//!   - {name: fabric, af_packet: eth1}
+//!   - {name: ids, af_packet: veth-ids}
+//!   - {name: ring0, dpdk: "net_ring0"}       # with the `dpdk` feature
+//! links: [[web, fabric]]
+//! services: {ids: ids}         # redirect target name -> port
+//! mirrors: {tap: ids}          # mirror destination name -> port
+//! sessions: {max: 1000000}
+//! non_ip: forward              # or drop
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use palisade_dataplane::pipeline::{
+    Compiled, Disposition, NonIp, Pipeline, PipelineConfig, ProgramSlot,
+};
+use palisade_dataplane::session::{NullSink, SessionConfig};
+use palisade_hw_profiles::Profile;
+use palisade_offload::{PlanOptions, ProgramPlan, RulePlace, plan_program};
+use palisade_ports::{AfPacketPort, Port};
+use palisade_program::DeviceProgram;
+use serde::Deserialize;
+
+/// Arguments of `vrouter run`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The run configuration (YAML or JSON).
+    #[arg(long)]
+    config: PathBuf,
+    /// Stop after this many seconds (default: run until killed).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Print counters as JSON every this many seconds (and once at exit).
+    #[arg(long)]
+    stats_every: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortSpec {
+    name: String,
+    /// `workload` (its received frames are egress traffic of local endpoints) or `fabric`
+    /// (ingress): which direction's hardware entries a DPDK port gets.
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    af_packet: Option<String>,
+    #[serde(default)]
+    dpdk: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Role {
+    Workload,
+    Fabric,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SessionSpec {
+    #[serde(default)]
+    max: Option<usize>,
+    #[serde(default)]
+    tcp_loose_pickup: Option<bool>,
+}
+
+#[derive(Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "lowercase")]
+enum NonIpSpec {
+    #[default]
+    Forward,
+    Drop,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunConfig {
+    program: PathBuf,
+    #[serde(default = "default_profile")]
+    profile: String,
+    ports: Vec<PortSpec>,
+    #[serde(default)]
+    links: Vec<[String; 2]>,
+    #[serde(default)]
+    services: HashMap<String, String>,
+    #[serde(default)]
+    mirrors: HashMap<String, String>,
+    #[serde(default)]
+    sessions: SessionSpec,
+    #[serde(default)]
+    non_ip: NonIpSpec,
+}
+
+fn default_profile() -> String {
+    "sim-large".into()
+}
+
+fn load_profile(spec: &str, base: &Path) -> Result<Profile> {
+    if palisade_hw_profiles::builtin_names().contains(&spec) {
+        return palisade_hw_profiles::builtin(spec).map_err(|e| anyhow!("{e}"));
+    }
+    palisade_hw_profiles::load_file(base.join(spec)).map_err(|e| {
+        anyhow!(
+            "profile `{spec}`: not a built-in ({}) and not a readable profile file: {e}",
+            palisade_hw_profiles::builtin_names().join(", ")
+        )
+    })
+}
+
+/// Loads a device program file.
+pub fn load_program(path: &Path) -> Result<DeviceProgram> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a valid device program", path.display()))
+}
+
+fn open_port(spec: &PortSpec, plan: &ProgramPlan) -> Result<Box<dyn Port>> {
+    match (&spec.af_packet, &spec.dpdk) {
+        (Some(iface), None) => Ok(Box::new(AfPacketPort::open(iface)?)),
+        (None, Some(device)) => open_dpdk(spec, device, plan),
+        _ => bail!(
+            "port {}: give exactly one of `af_packet: IFACE` or `dpdk: DEVICE`",
+            spec.name
+        ),
+    }
+}
+
+/// Opens a DPDK port and installs its direction's hardware entries, falling back to
+/// software (with the driver's reason) when the PMD refuses them.
+#[cfg(feature = "dpdk")]
+fn open_dpdk(spec: &PortSpec, device: &str, plan: &ProgramPlan) -> Result<Box<dyn Port>> {
+    let mut port = crate::dpdk_port::DpdkPort::open(&spec.name, device)?;
+    let entries = match spec.role {
+        Some(Role::Workload) => &plan.egress.entries,
+        Some(Role::Fabric) => &plan.ingress.entries,
+        None => return Ok(Box::new(port)),
+    };
+    if !entries.is_empty() {
+        match crate::flow_offload::install(port.ethdev(), entries) {
+            Ok(n) => println!("vrouter: port {}: {n} rte_flow rules installed", spec.name),
+            Err(e) => println!(
+                "vrouter: port {}: rte_flow refused the offload ({e}); its rules run in software",
+                spec.name
+            ),
+        }
+    }
+    Ok(Box::new(port))
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn open_dpdk(spec: &PortSpec, _: &str, _: &ProgramPlan) -> Result<Box<dyn Port>> {
+    let _ = spec.role;
+    bail!(
+        "port {}: this vrouter was built without DPDK (build with `--features dpdk`)",
+        spec.name
+    )
+}
+
+/// Where frames received on each port may go, by port index.
+struct Topology {
+    peer: Vec<Option<usize>>,
+    services: HashMap<String, usize>,
+    mirrors: HashMap<String, usize>,
+    service_ports: Vec<bool>,
+    link_ports: Vec<usize>,
+}
+
+fn topology(config: &RunConfig) -> Result<Topology> {
+    let index: HashMap<&str, usize> = config
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    let find = |name: &str, what: &str| {
+        index
+            .get(name)
+            .copied()
+            .ok_or_else(|| anyhow!("{what} names port `{name}`, which is not in `ports`"))
+    };
+    let mut peer = vec![None; config.ports.len()];
+    for [a, b] in &config.links {
+        let (a, b) = (find(a, "a link")?, find(b, "a link")?);
+        if a == b || peer[a].is_some() || peer[b].is_some() {
+            bail!(
+                "link [{}, {}]: a port joins at most one link, and not with itself",
+                config.ports[a].name,
+                config.ports[b].name
+            );
+        }
+        peer[a] = Some(b);
+        peer[b] = Some(a);
+    }
+    let mut service_ports = vec![false; config.ports.len()];
+    let mut services = HashMap::new();
+    for (name, port) in &config.services {
+        let p = find(port, &format!("service `{name}`"))?;
+        service_ports[p] = true;
+        services.insert(name.clone(), p);
+    }
+    let mut mirrors = HashMap::new();
+    for (name, port) in &config.mirrors {
+        mirrors.insert(name.clone(), find(port, &format!("mirror `{name}`"))?);
+    }
+    let link_ports = (0..config.ports.len())
+        .filter(|&i| peer[i].is_some())
+        .collect();
+    Ok(Topology {
+        peer,
+        services,
+        mirrors,
+        service_ports,
+        link_ports,
+    })
+}
+
+/// Runs the command.
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let config: RunConfig = serde_saphyr::from_str(&text).map_err(|e| {
+        anyhow!(
+            "{}: {}",
+            args.config.display(),
+            e.render_with_formatter(&serde_saphyr::UserMessageFormatter)
+        )
+    })?;
+    let base = args.config.parent().unwrap_or(Path::new("."));
+    let program = load_program(&base.join(&config.program))?;
+    let profile = load_profile(&config.profile, base)?;
+    let topology = topology(&config)?;
+    let plan = plan_program(&program, &profile, PlanOptions::default())?;
+    let (mut hw, mut split, mut sw) = (0, 0, 0);
+    for r in &plan.rules {
+        match r.place {
+            RulePlace::Hardware { .. } => hw += 1,
+            RulePlace::Split { .. } => split += 1,
+            RulePlace::Software { .. } => sw += 1,
+        }
+    }
+    println!(
+        "vrouter: device {} generation {} ({}), {} rules: {hw} in hardware, {split} split, {sw} in software on {}",
+        program.device(),
+        program.generation(),
+        program.hash(),
+        plan.rules.len(),
+        profile.name()
+    );
+    let mut ports: Vec<Box<dyn Port>> = config
+        .ports
+        .iter()
+        .map(|p| open_port(p, &plan))
+        .collect::<Result<_>>()?;
+    let slot = Arc::new(ProgramSlot::new(Compiled::new(program)?));
+    let defaults = SessionConfig::default();
+    let pipeline_config = PipelineConfig {
+        sessions: SessionConfig {
+            max_sessions: config.sessions.max.unwrap_or(defaults.max_sessions),
+            tcp_loose_pickup: config
+                .sessions
+                .tcp_loose_pickup
+                .unwrap_or(defaults.tcp_loose_pickup),
+            ..defaults
+        },
+        non_ip: match config.non_ip {
+            NonIpSpec::Forward => NonIp::Forward,
+            NonIpSpec::Drop => NonIp::Drop,
+        },
+        ..PipelineConfig::default()
+    };
+    let mut pipeline = Pipeline::new(pipeline_config, slot);
+    println!(
+        "vrouter: running on {}",
+        ports
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
+    let mut last_stats = started;
+    let mut macs: HashMap<[u8; 6], usize> = HashMap::new();
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let mut rx: Vec<Vec<u8>> = Vec::new();
+    let mut tx: Vec<Vec<Vec<u8>>> = vec![Vec::new(); ports.len()];
+    let mut outcomes = Vec::new();
+    let mut sink = NullSink;
+    loop {
+        let now = started.elapsed().as_nanos() as u64;
+        let mut busy = false;
+        for (i, port) in ports.iter_mut().enumerate() {
+            rx.clear();
+            if port.recv(32, &mut rx, &mut spare)? == 0 {
+                continue;
+            }
+            busy = true;
+            if topology.peer[i].is_some() {
+                for f in &rx {
+                    if f.len() >= 12 {
+                        let src: [u8; 6] = f[6..12].try_into().expect("six bytes");
+                        macs.insert(src, i);
+                    }
+                }
+            }
+            if topology.service_ports[i] {
+                // Back from an L7 service: already judged; forward by destination MAC.
+                for f in rx.drain(..) {
+                    let dst: Option<[u8; 6]> = f.get(0..6).and_then(|d| d.try_into().ok());
+                    match dst.and_then(|d| macs.get(&d)) {
+                        Some(&out) => tx[out].push(f),
+                        None => {
+                            for &out in &topology.link_ports {
+                                tx[out].push(f.clone());
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            outcomes.clear();
+            pipeline.process(&rx, now, &mut outcomes, &mut sink);
+            for (frame, outcome) in rx.drain(..).zip(&outcomes) {
+                if let Some(m) = outcome
+                    .mirror
+                    .as_ref()
+                    .and_then(|m| topology.mirrors.get(m.as_ref()))
+                {
+                    tx[*m].push(frame.clone());
+                }
+                let out = match &outcome.disposition {
+                    Disposition::Forward => topology.peer[i],
+                    Disposition::Redirect(service) => {
+                        topology.services.get(service.as_ref()).copied()
+                    }
+                    Disposition::Drop(_) => None,
+                };
+                match out {
+                    Some(o) => tx[o].push(frame),
+                    None => spare.push(frame),
+                }
+            }
+        }
+        for (port, frames) in ports.iter_mut().zip(tx.iter_mut()) {
+            if !frames.is_empty() {
+                port.send(frames, &mut spare)?;
+            }
+        }
+        if let Some(every) = args.stats_every
+            && last_stats.elapsed().as_secs_f64() >= every
+        {
+            print_stats(&pipeline, &ports);
+            last_stats = Instant::now();
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if !busy {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    print_stats(&pipeline, &ports);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_stats(pipeline: &Pipeline, ports: &[Box<dyn Port>]) {
+    let c = pipeline.counters();
+    let dropped: serde_json::Map<String, serde_json::Value> = c
+        .dropped
+        .iter()
+        .map(|(reason, n)| (format!("{reason:?}").to_lowercase(), (*n).into()))
+        .collect();
+    let rules: serde_json::Map<String, serde_json::Value> = pipeline
+        .rule_counters()
+        .into_iter()
+        .filter(|(_, r)| r.connections > 0)
+        .map(|(id, r)| (id.to_string(), serde_json::json!({"connections": r.connections, "packets": r.packets, "bytes": r.bytes})))
+        .collect();
+    let ports: Vec<_> = ports
+        .iter()
+        .map(|p| {
+            let s = p.stats();
+            serde_json::json!({"port": p.name(), "rx": s.rx_frames, "tx": s.tx_frames, "tx_dropped": s.tx_dropped})
+        })
+        .collect();
+    let sessions = pipeline.sessions().counters();
+    println!(
+        "{}",
+        serde_json::json!({
+            "frames": c.frames, "forwarded": c.forwarded, "redirected": c.redirected,
+            "mirrored": c.mirrored, "dropped": dropped, "switches": c.switches,
+            "sessions": {"active": pipeline.sessions().len(), "created": sessions.created,
+                         "denied": sessions.denied, "expired": sessions.expired, "evicted": sessions.evicted},
+            "rules": rules, "ports": ports,
+        })
+    );
+}
