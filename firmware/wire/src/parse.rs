@@ -226,6 +226,7 @@ fn rest(bytes: &[u8], at: usize) -> &[u8] {
     bytes.get(at..).unwrap_or_default()
 }
 
+#[inline(always)]
 fn parse_ipv4(frame: &[u8], at: usize) -> Result<IpInfo, ParseError> {
     let packet = ipv4::Packet::new_checked(rest(frame, at)).map_err(|e| e.shifted(at))?;
     if packet.version() != 4 {
@@ -240,32 +241,25 @@ fn parse_ipv4(frame: &[u8], at: usize) -> Result<IpInfo, ParseError> {
         more: packet.more_frags(),
         ident: u32::from(packet.ident()),
     });
-    let protocol = packet.protocol();
     let l4_offset = at + packet.header_len();
-    let (l4, l4_header_len) = if packet.frag_offset() == 0 {
-        parse_l4(
-            IpVersion::V4,
-            protocol,
-            packet.payload(),
-            fragment.is_some(),
-            l4_offset,
-        )?
-    } else {
-        (None, 0)
-    };
-    Ok(IpInfo {
+    let mut info = IpInfo {
         src: IpAddr::V4(packet.src_addr()),
         dst: IpAddr::V4(packet.dst_addr()),
-        protocol,
+        protocol: packet.protocol(),
         ttl: packet.ttl(),
         total_len: usize::from(packet.total_len()),
         fragment,
         l4_offset,
-        l4,
-        payload_offset: l4_offset + l4_header_len,
-    })
+        l4: None,
+        payload_offset: l4_offset,
+    };
+    if packet.frag_offset() == 0 {
+        parse_l4(&mut info, IpVersion::V4, packet.payload())?;
+    }
+    Ok(info)
 }
 
+#[inline(always)]
 fn parse_ipv6(frame: &[u8], at: usize) -> Result<IpInfo, ParseError> {
     let packet = ipv6::Packet::new_checked(rest(frame, at)).map_err(|e| e.shifted(at))?;
     if packet.version() != 6 {
@@ -332,18 +326,7 @@ fn parse_ipv6(frame: &[u8], at: usize) -> Result<IpInfo, ParseError> {
         }
     }
     let l4_offset = base + pos;
-    let (l4, l4_header_len) = if non_first_fragment {
-        (None, 0)
-    } else {
-        parse_l4(
-            IpVersion::V6,
-            next,
-            rest(payload, pos),
-            fragment.is_some(),
-            l4_offset,
-        )?
-    };
-    Ok(IpInfo {
+    let mut info = IpInfo {
         src: IpAddr::V6(packet.src_addr()),
         dst: IpAddr::V6(packet.dst_addr()),
         protocol: next,
@@ -351,9 +334,13 @@ fn parse_ipv6(frame: &[u8], at: usize) -> Result<IpInfo, ParseError> {
         total_len: ipv6::HEADER_LEN + usize::from(packet.payload_len()),
         fragment,
         l4_offset,
-        l4,
-        payload_offset: l4_offset + l4_header_len,
-    })
+        l4: None,
+        payload_offset: l4_offset,
+    };
+    if !non_first_fragment {
+        parse_l4(&mut info, IpVersion::V6, rest(payload, pos))?;
+    }
+    Ok(info)
 }
 
 /// The layer of an IPv6 extension header the walk skips, `None` for anything that ends it.
@@ -369,18 +356,15 @@ fn extension_layer(next: IpProtocol) -> Option<Layer> {
     }
 }
 
-/// Reads the transport header in `bytes` (the rest of the IP packet, which starts at frame
-/// offset `at`) and returns it with its length. In a first fragment (`partial`), a UDP
-/// length field counts bytes of later fragments too, so it is not held against `bytes`.
-fn parse_l4(
-    version: IpVersion,
-    protocol: IpProtocol,
-    bytes: &[u8],
-    partial: bool,
-    at: usize,
-) -> Result<(Option<L4>, usize), ParseError> {
+/// Reads the transport header of `info.protocol` in `bytes` (the rest of the IP packet, from
+/// `info.l4_offset` on) into `info.l4` and moves `info.payload_offset` past it. In a first
+/// fragment, a UDP length field counts bytes of later fragments too, so it is not held
+/// against `bytes`.
+#[inline(always)]
+fn parse_l4(info: &mut IpInfo, version: IpVersion, bytes: &[u8]) -> Result<(), ParseError> {
+    let at = info.l4_offset;
     let shift = |e: ParseError| e.shifted(at);
-    let found = match (protocol, version) {
+    let (l4, header_len) = match (info.protocol, version) {
         (IpProtocol::TCP, _) => {
             let packet = tcp::Packet::new_checked(bytes).map_err(shift)?;
             let l4 = L4::Tcp {
@@ -394,7 +378,7 @@ fn parse_l4(
         }
         (IpProtocol::UDP, _) => {
             let packet = udp::Packet::new_unchecked(bytes);
-            if partial {
+            if info.fragment.is_some() {
                 packet.check_header_len()
             } else {
                 packet.check_len()
@@ -435,9 +419,11 @@ fn parse_l4(
             };
             (l4, icmpv6::HEADER_LEN)
         }
-        _ => return Ok((None, 0)),
+        _ => return Ok(()),
     };
-    Ok((Some(found.0), found.1))
+    info.l4 = Some(l4);
+    info.payload_offset = at + header_len;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -63,31 +63,31 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The whole tag control information field.
-    #[inline]
+    #[inline(always)]
     pub fn tci(&self) -> u16 {
         be16(self.buffer.as_ref(), field::TCI)
     }
 
     /// The priority code point (0..=7).
-    #[inline]
+    #[inline(always)]
     pub fn pcp(&self) -> u8 {
         (self.tci() >> 13) as u8
     }
 
     /// The drop-eligible indicator.
-    #[inline]
+    #[inline(always)]
     pub fn dei(&self) -> bool {
         self.tci() & 0x1000 != 0
     }
 
     /// The VLAN id (0..=4095).
-    #[inline]
+    #[inline(always)]
     pub fn vid(&self) -> u16 {
         self.tci() & MAX_VID
     }
 
     /// The EtherType of what follows the tag (another TPID if tags are stacked).
-    #[inline]
+    #[inline(always)]
     pub fn ethertype(&self) -> EtherType {
         EtherType(be16(self.buffer.as_ref(), field::ETHERTYPE))
     }
@@ -95,7 +95,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
     /// What follows the tag.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -103,40 +103,40 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the whole tag control information field.
-    #[inline]
+    #[inline(always)]
     pub fn set_tci(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::TCI, value);
     }
 
     /// Sets the priority code point (the low 3 bits of `value`).
-    #[inline]
+    #[inline(always)]
     pub fn set_pcp(&mut self, value: u8) {
         let tci = self.tci() & 0x1fff | u16::from(value & 0x07) << 13;
         self.set_tci(tci);
     }
 
     /// Sets the drop-eligible indicator.
-    #[inline]
+    #[inline(always)]
     pub fn set_dei(&mut self, value: bool) {
         let tci = self.tci() & !0x1000 | u16::from(value) << 12;
         self.set_tci(tci);
     }
 
     /// Sets the VLAN id (the low 12 bits of `value`).
-    #[inline]
+    #[inline(always)]
     pub fn set_vid(&mut self, value: u16) {
         let tci = self.tci() & !MAX_VID | value & MAX_VID;
         self.set_tci(tci);
     }
 
     /// Sets the EtherType of what follows.
-    #[inline]
+    #[inline(always)]
     pub fn set_ethertype(&mut self, value: EtherType) {
         set_be16(self.buffer.as_mut(), field::ETHERTYPE, value.0);
     }
 
     /// What follows the tag, writable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }
