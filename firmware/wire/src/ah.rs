@@ -50,14 +50,7 @@ impl<T: AsRef<[u8]>> Header<T> {
     /// field is at least 1 and the buffer covers the length.
     pub fn check_len(&self) -> Result<(), ParseError> {
         let len = self.buffer.as_ref().len();
-        if len < MIN_HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ah,
-                offset: 0,
-                needed: MIN_HEADER_LEN,
-                available: len,
-            });
-        }
+        ParseError::need(Layer::Ah, MIN_HEADER_LEN, len)?;
         let header_len = self.header_len();
         if header_len < MIN_HEADER_LEN {
             return Err(ParseError::HeaderLen {
@@ -67,15 +60,7 @@ impl<T: AsRef<[u8]>> Header<T> {
                 min: MIN_HEADER_LEN,
             });
         }
-        if header_len > len {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ah,
-                offset: 0,
-                needed: header_len,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Ah, header_len, len)
     }
 
     /// Gives the buffer back.

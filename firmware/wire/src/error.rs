@@ -214,6 +214,21 @@ impl ParseError {
         }
     }
 
+    /// `Ok` if `available` bytes hold the `needed` ones, [`ParseError::Truncated`] at offset
+    /// 0 if not: the length check every view starts with.
+    #[inline(always)]
+    pub(crate) fn need(layer: Layer, needed: usize, available: usize) -> Result<(), ParseError> {
+        if available < needed {
+            return Err(ParseError::Truncated {
+                layer,
+                offset: 0,
+                needed,
+                available,
+            });
+        }
+        Ok(())
+    }
+
     /// The same error with its offset moved `base` bytes further: a view reports offsets
     /// relative to its own buffer, the frame parser relative to the frame.
     pub(crate) fn shifted(mut self, base: usize) -> Self {

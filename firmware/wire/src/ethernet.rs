@@ -95,16 +95,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
     /// Makes sure no accessor or setter will panic: the buffer holds the whole header.
     pub fn check_len(&self) -> Result<(), ParseError> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ethernet,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Ethernet, HEADER_LEN, self.buffer.as_ref().len())
     }
 
     /// Gives the buffer back.

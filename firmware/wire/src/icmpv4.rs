@@ -108,16 +108,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Makes sure no accessor or setter will panic: the 8-byte header is there.
     pub fn check_len(&self) -> Result<(), ParseError> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Icmpv4,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Icmpv4, HEADER_LEN, self.buffer.as_ref().len())
     }
 
     /// Gives the buffer back.

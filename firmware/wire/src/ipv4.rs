@@ -64,14 +64,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// total length. The version is not checked: [`Repr::parse`] does that.
     pub fn check_len(&self) -> Result<(), ParseError> {
         let data = self.buffer.as_ref();
-        if data.len() < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ipv4,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: data.len(),
-            });
-        }
+        ParseError::need(Layer::Ipv4, HEADER_LEN, data.len())?;
         let header_len = self.header_len();
         if header_len < HEADER_LEN {
             return Err(ParseError::HeaderLen {

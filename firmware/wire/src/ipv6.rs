@@ -53,14 +53,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// covers the payload length. The version is not checked: [`Repr::parse`] does that.
     pub fn check_len(&self) -> Result<(), ParseError> {
         let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ipv6,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
+        ParseError::need(Layer::Ipv6, HEADER_LEN, len)?;
         let payload_len = usize::from(self.payload_len());
         if payload_len > len - HEADER_LEN {
             return Err(ParseError::LengthBeyondBuffer {

@@ -49,20 +49,8 @@ impl<T: AsRef<[u8]>> Header<T> {
     /// Makes sure no accessor or setter will panic: the buffer covers the header length.
     pub fn check_len(&self) -> Result<(), ParseError> {
         let len = self.buffer.as_ref().len();
-        let needed = if len < MIN_HEADER_LEN {
-            MIN_HEADER_LEN
-        } else {
-            self.header_len()
-        };
-        if len < needed {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ipv6Extension,
-                offset: 0,
-                needed,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Ipv6Extension, MIN_HEADER_LEN, len)?;
+        ParseError::need(Layer::Ipv6Extension, self.header_len(), len)
     }
 
     /// Gives the buffer back.

@@ -46,16 +46,7 @@ impl<T: AsRef<[u8]>> Header<T> {
 
     /// Makes sure no accessor or setter will panic: the buffer holds the whole header.
     pub fn check_len(&self) -> Result<(), ParseError> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ipv6Fragment,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Ipv6Fragment, HEADER_LEN, self.buffer.as_ref().len())
     }
 
     /// Gives the buffer back.

@@ -142,14 +142,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// offset is at least 5 and the buffer covers the header length.
     pub fn check_len(&self) -> Result<(), ParseError> {
         let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Tcp,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
+        ParseError::need(Layer::Tcp, HEADER_LEN, len)?;
         let header_len = self.header_len();
         if header_len < HEADER_LEN {
             return Err(ParseError::HeaderLen {
@@ -159,15 +152,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
                 min: HEADER_LEN,
             });
         }
-        if header_len > len {
-            return Err(ParseError::Truncated {
-                layer: Layer::Tcp,
-                offset: 0,
-                needed: header_len,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Tcp, header_len, len)
     }
 
     /// Gives the buffer back.

@@ -67,14 +67,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// holds only the start of the datagram; [`payload`](Self::payload) may still panic.
     pub fn check_header_len(&self) -> Result<(), ParseError> {
         let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Udp,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
+        ParseError::need(Layer::Udp, HEADER_LEN, len)?;
         let length = usize::from(self.length());
         if length < HEADER_LEN {
             return Err(ParseError::LengthBelowHeader {

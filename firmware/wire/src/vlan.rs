@@ -45,16 +45,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Makes sure no accessor or setter will panic: the buffer holds the whole tag.
     pub fn check_len(&self) -> Result<(), ParseError> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Vlan,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Vlan, HEADER_LEN, self.buffer.as_ref().len())
     }
 
     /// Gives the buffer back.
