@@ -272,16 +272,6 @@ impl Tags {
     pub fn iter(&self) -> impl Iterator<Item = Tag> + '_ {
         self.tags.iter().map_while(|tag| *tag)
     }
-
-    /// Adds a tag inside the ones there are; `false` if there are two already.
-    pub(crate) fn push(&mut self, tag: Tag) -> bool {
-        match self.tags {
-            [None, _] => self.tags[0] = Some(tag),
-            [Some(_), None] => self.tags[1] = Some(tag),
-            [Some(_), Some(_)] => return false,
-        }
-        true
-    }
 }
 
 #[cfg(test)]
@@ -351,15 +341,13 @@ mod tests {
 
     #[test]
     fn tags_in_order() {
-        let mut tags = Tags::NONE;
-        assert_eq!(tags.count(), 0);
-        assert_eq!(tags.innermost(), None);
-        assert!(tags.push(Tag::s_tag(100)));
-        assert_eq!(tags, Tags::one(Tag::s_tag(100)));
-        assert_eq!(tags.innermost(), Some(Tag::s_tag(100)));
-        assert!(tags.push(Tag::c_tag(200)));
-        assert!(!tags.push(Tag::c_tag(300)));
-        assert_eq!(tags, Tags::two(Tag::s_tag(100), Tag::c_tag(200)));
+        assert_eq!(Tags::NONE.count(), 0);
+        assert_eq!(Tags::NONE.innermost(), None);
+        assert_eq!(Tags::default(), Tags::NONE);
+        let one = Tags::one(Tag::s_tag(100));
+        assert_eq!((one.count(), one.inner()), (1, None));
+        assert_eq!(one.innermost(), Some(Tag::s_tag(100)));
+        let tags = Tags::two(Tag::s_tag(100), Tag::c_tag(200));
         assert_eq!(tags.outer().map(|t| t.vid), Some(100));
         assert_eq!(tags.inner().map(|t| t.vid), Some(200));
         assert_eq!(tags.innermost().map(|t| t.vid), Some(200));
