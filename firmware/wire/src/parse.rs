@@ -1,27 +1,5 @@
-//! The fast path: [`parse_frame`] takes the bytes of an Ethernet frame and returns, in one
-//! pass, what a firewall decides on.
-//!
-//! It walks Ethernet, up to two VLAN tags, IPv4 or IPv6 (skipping IPv4 options and up to
-//! [`MAX_EXTENSION_HEADERS`] IPv6 extension headers: hop-by-hop, routing, fragment,
-//! destination options, authentication) and the transport header (TCP, UDP, SCTP, ICMP,
-//! ICMPv6), using the views of this crate, each checked once. It does not allocate, does
-//! bounded work whatever the bytes say, and for any input returns a [`Parsed`] or a
-//! [`ParseError`] naming the header and its offset; it never panics.
-//!
-//! What it decides, so that the pipeline does not have to:
-//!
-//! * A frame whose EtherType (after the tags) is neither IPv4 nor IPv6 is not an error:
-//!   [`Parsed::ip`] is `None` and policy decides.
-//! * A fragment with a non-zero offset has no transport header: [`IpInfo::l4`] is `None` and
-//!   [`IpInfo::protocol`] is what the datagram carries. A first fragment must hold the whole
-//!   transport header (RFC 1858, RFC 7112); if it does not, that is an error.
-//! * IPv6: the hop-by-hop header must come first, at most one fragment header may appear,
-//!   ESP and "no next header" end the walk ([`IpInfo::protocol`] says which), and headers
-//!   this parser does not skip (mobility, HIP, shim6) end it too, as the protocol.
-//! * Checksums are not verified: the NIC does it on receive (the `Repr::parse` functions of
-//!   each protocol module verify them where software must).
-//! * Lengths are taken from the headers, not the frame: Ethernet padding after a short
-//!   packet is ignored, and a length field that claims more than the frame holds is an error.
+//! The fast path: from the bytes of an Ethernet frame to what a firewall decides on, in
+//! one pass ([`parse_frame`], whose documentation says what it decides and promises).
 
 use std::net::IpAddr;
 
@@ -180,8 +158,30 @@ impl L4 {
     }
 }
 
-/// Parses an Ethernet frame down to the transport header. See the module documentation for
-/// what it decides and what it promises.
+/// Parses an Ethernet frame down to the transport header and returns what a firewall decides
+/// on, in one pass.
+///
+/// It walks Ethernet, up to two VLAN tags, IPv4 or IPv6 (skipping IPv4 options and up to
+/// [`MAX_EXTENSION_HEADERS`] IPv6 extension headers: hop-by-hop, routing, fragment,
+/// destination options, authentication) and the transport header (TCP, UDP, SCTP, ICMP,
+/// ICMPv6), using the views of this crate, each checked once. It does not allocate, does
+/// bounded work whatever the bytes say, and for any input returns a [`Parsed`] or a
+/// [`ParseError`] naming the header and its offset; it never panics.
+///
+/// What it decides, so that the pipeline does not have to:
+///
+/// * A frame whose EtherType (after the tags) is neither IPv4 nor IPv6 is not an error:
+///   [`Parsed::ip`] is `None` and policy decides.
+/// * A fragment with a non-zero offset has no transport header: [`IpInfo::l4`] is `None` and
+///   [`IpInfo::protocol`] is what the datagram carries. A first fragment must hold the whole
+///   transport header (RFC 1858, RFC 7112); if it does not, that is an error.
+/// * IPv6: the hop-by-hop header must come first, at most one fragment header may appear,
+///   ESP and "no next header" end the walk ([`IpInfo::protocol`] says which), and headers
+///   this parser does not skip (mobility, HIP, shim6) end it too, as the protocol.
+/// * Checksums are not verified: the NIC does it on receive (the `Repr::parse` functions of
+///   each protocol module verify them where software must).
+/// * Lengths are taken from the headers, not the frame: Ethernet padding after a short
+///   packet is ignored, and a length field that claims more than the frame holds is an error.
 pub fn parse_frame(frame: &[u8]) -> Result<Parsed, ParseError> {
     let ethernet = ethernet::Frame::new_checked(frame)?;
     let mut ethertype = ethernet.ethertype();
