@@ -50,14 +50,7 @@ impl<T: AsRef<[u8]>> Header<T> {
     /// field is at least 1 and the buffer covers the length.
     pub fn check_len(&self) -> Result<(), ParseError> {
         let len = self.buffer.as_ref().len();
-        if len < MIN_HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ah,
-                offset: 0,
-                needed: MIN_HEADER_LEN,
-                available: len,
-            });
-        }
+        ParseError::need(Layer::Ah, MIN_HEADER_LEN, len)?;
         let header_len = self.header_len();
         if header_len < MIN_HEADER_LEN {
             return Err(ParseError::HeaderLen {
@@ -67,15 +60,7 @@ impl<T: AsRef<[u8]>> Header<T> {
                 min: MIN_HEADER_LEN,
             });
         }
-        if header_len > len {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ah,
-                offset: 0,
-                needed: header_len,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Ah, header_len, len)
     }
 
     /// Gives the buffer back.
@@ -84,25 +69,25 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
 
     /// The next header.
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> IpProtocol {
         IpProtocol(self.buffer.as_ref()[field::NEXT_HEADER])
     }
 
     /// The header length in bytes: (payload length field + 2) * 4.
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         (usize::from(self.buffer.as_ref()[field::LENGTH]) + 2) * 4
     }
 
     /// The security parameters index.
-    #[inline]
+    #[inline(always)]
     pub fn spi(&self) -> u32 {
         be32(self.buffer.as_ref(), field::SPI)
     }
 
     /// The sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn seq_number(&self) -> u32 {
         be32(self.buffer.as_ref(), field::SEQ_NUMBER)
     }
@@ -110,13 +95,13 @@ impl<T: AsRef<[u8]>> Header<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Header<&'a T> {
     /// The integrity check value.
-    #[inline]
+    #[inline(always)]
     pub fn icv(&self) -> &'a [u8] {
         &self.buffer.as_ref()[field::ICV..self.header_len()]
     }
 
     /// What follows the header.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
@@ -124,32 +109,32 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Header<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
     /// Sets the next header.
-    #[inline]
+    #[inline(always)]
     pub fn set_next_header(&mut self, value: IpProtocol) {
         self.buffer.as_mut()[field::NEXT_HEADER] = value.0;
     }
 
     /// Sets the header length in bytes (a multiple of 4, 12 to 1028). This can undo what
     /// [`check_len`](Self::check_len) checked.
-    #[inline]
+    #[inline(always)]
     pub fn set_header_len(&mut self, value: usize) {
         self.buffer.as_mut()[field::LENGTH] = (value / 4).saturating_sub(2) as u8;
     }
 
     /// Sets the security parameters index.
-    #[inline]
+    #[inline(always)]
     pub fn set_spi(&mut self, value: u32) {
         set_be32(self.buffer.as_mut(), field::SPI, value);
     }
 
     /// Sets the sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn set_seq_number(&mut self, value: u32) {
         set_be32(self.buffer.as_mut(), field::SEQ_NUMBER, value);
     }
 
     /// The integrity check value, writable.
-    #[inline]
+    #[inline(always)]
     pub fn icv_mut(&mut self) -> &mut [u8] {
         let end = self.header_len();
         &mut self.buffer.as_mut()[field::ICV..end]

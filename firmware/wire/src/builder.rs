@@ -1,23 +1,4 @@
-//! Writing whole frames: Ethernet, optional VLAN tags, IPv4 or IPv6 (with extension
-//! headers), and a transport header with its payload, every checksum computed.
-//!
-//! [`PacketBuilder`] is a plain description of a frame, built by chained calls and written by
-//! [`PacketBuilder::emit`] into a buffer the caller owns (no allocation), or cut into IP
-//! fragments by [`PacketBuilder::emit_fragment`]. Every limit of the wire format is checked
-//! before anything is written, so a bad description is a [`BuildError`], never a panic.
-//!
-//! ```
-//! use palisade_wire::{PacketBuilder, parse_frame, tcp, vlan};
-//!
-//! let mut buf = [0; 128];
-//! let len = PacketBuilder::ipv4([10, 0, 0, 1].into(), [10, 0, 0, 2].into())
-//!     .vlans(vlan::Tags::one(vlan::Tag::c_tag(100)))
-//!     .tcp(tcp::Repr { src_port: 40000, dst_port: 443, flags: tcp::Flags::SYN, ..Default::default() })
-//!     .emit(&mut buf)
-//!     .unwrap();
-//! let parsed = parse_frame(&buf[..len]).unwrap();
-//! assert_eq!(parsed.ip.unwrap().ports(), Some((40000, 443)));
-//! ```
+//! Writing whole frames: [`PacketBuilder`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -33,7 +14,25 @@ const NO_TRANSPORT: IpProtocol = IpProtocol(253);
 /// The largest IP payload: the IPv4 total length and IPv6 payload length are 16 bits.
 const MAX_LENGTH: usize = u16::MAX as usize;
 
-/// A frame to write. See the [module documentation](self) for an example.
+/// A frame to write: Ethernet, optional VLAN tags, IPv4 or IPv6 (with extension headers), and
+/// a transport header with its payload, every checksum computed.
+///
+/// A plain description, built by chained calls and written by [`PacketBuilder::emit`] into a buffer the caller owns (no allocation), or cut into IP
+/// fragments by [`PacketBuilder::emit_fragment`]. Every limit of the wire format is checked
+/// before anything is written, so a bad description is a [`BuildError`], never a panic.
+///
+/// ```
+/// use palisade_wire::{PacketBuilder, parse_frame, tcp, vlan};
+///
+/// let mut buf = [0; 128];
+/// let len = PacketBuilder::ipv4([10, 0, 0, 1].into(), [10, 0, 0, 2].into())
+///     .vlans(vlan::Tags::one(vlan::Tag::c_tag(100)))
+///     .tcp(tcp::Repr { src_port: 40000, dst_port: 443, flags: tcp::Flags::SYN, ..Default::default() })
+///     .emit(&mut buf)
+///     .unwrap();
+/// let parsed = parse_frame(&buf[..len]).unwrap();
+/// assert_eq!(parsed.ip.unwrap().ports(), Some((40000, 443)));
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct PacketBuilder<'a> {
     src_mac: ethernet::Address,

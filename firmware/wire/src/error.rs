@@ -1,9 +1,4 @@
-//! What was wrong with a packet, and where.
-//!
-//! Every view's `check_len`, every `Repr::parse` and [`parse_frame`](crate::parse_frame)
-//! report a [`ParseError`]: the header it concerns ([`Layer`]), the offset at which that
-//! header starts and the values that disagree. A view reports offsets relative to its own
-//! buffer (so 0); `parse_frame` reports them relative to the start of the frame.
+//! What was wrong with a packet, and where: [`ParseError`].
 
 use std::fmt;
 
@@ -85,8 +80,11 @@ impl fmt::Display for Layer {
 
 /// Why a packet could not be parsed, and where.
 ///
-/// Every variant carries the `offset` at which the offending header starts; `Display` reads
-/// like `ipv4 header: total length 20 < header length 24 at offset 14`.
+/// Every view's `check_len`, every `Repr::parse` and [`parse_frame`](crate::parse_frame)
+/// report one: the header it concerns ([`Layer`]), the offset at which that header starts
+/// and the values that disagree. A view reports offsets relative to its own buffer (so 0),
+/// `parse_frame` relative to the start of the frame. `Display` reads like
+/// `ipv4 header: total length 20 < header length 24 at offset 14`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ParseError {
@@ -212,6 +210,21 @@ impl ParseError {
             | ParseError::RepeatedFragmentHeader { offset }
             | ParseError::Checksum { offset, .. } => offset,
         }
+    }
+
+    /// `Ok` if `available` bytes hold the `needed` ones, [`ParseError::Truncated`] at offset
+    /// 0 if not: the length check every view starts with.
+    #[inline(always)]
+    pub(crate) fn need(layer: Layer, needed: usize, available: usize) -> Result<(), ParseError> {
+        if available < needed {
+            return Err(ParseError::Truncated {
+                layer,
+                offset: 0,
+                needed,
+                available,
+            });
+        }
+        Ok(())
     }
 
     /// The same error with its offset moved `base` bytes further: a view reports offsets

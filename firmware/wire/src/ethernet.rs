@@ -95,16 +95,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
     /// Makes sure no accessor or setter will panic: the buffer holds the whole header.
     pub fn check_len(&self) -> Result<(), ParseError> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ethernet,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Ethernet, HEADER_LEN, self.buffer.as_ref().len())
     }
 
     /// Gives the buffer back.
@@ -113,7 +104,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// The destination address.
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Address {
         let data = self.buffer.as_ref();
         let mut addr = [0; 6];
@@ -122,7 +113,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// The source address.
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Address {
         let data = self.buffer.as_ref();
         let mut addr = [0; 6];
@@ -131,7 +122,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// The EtherType, as it stands (a VLAN TPID if the frame is tagged).
-    #[inline]
+    #[inline(always)]
     pub fn ethertype(&self) -> EtherType {
         EtherType(be16(self.buffer.as_ref(), field::ETHERTYPE))
     }
@@ -139,7 +130,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Frame<&'a T> {
     /// What follows the header.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -147,27 +138,27 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Frame<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     /// Sets the destination address.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_addr(&mut self, value: Address) {
         let data = self.buffer.as_mut();
         data[field::DESTINATION..field::DESTINATION + 6].copy_from_slice(&value.0);
     }
 
     /// Sets the source address.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_addr(&mut self, value: Address) {
         let data = self.buffer.as_mut();
         data[field::SOURCE..field::SOURCE + 6].copy_from_slice(&value.0);
     }
 
     /// Sets the EtherType.
-    #[inline]
+    #[inline(always)]
     pub fn set_ethertype(&mut self, value: EtherType) {
         set_be16(self.buffer.as_mut(), field::ETHERTYPE, value.0);
     }
 
     /// What follows the header, writable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }

@@ -5,32 +5,32 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-#[inline]
+#[inline(always)]
 pub(crate) fn be16(data: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([data[at], data[at + 1]])
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn be32(data: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn set_be16(data: &mut [u8], at: usize, value: u16) {
     data[at..at + 2].copy_from_slice(&value.to_be_bytes());
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn set_be32(data: &mut [u8], at: usize, value: u32) {
     data[at..at + 4].copy_from_slice(&value.to_be_bytes());
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn ipv4_addr(data: &[u8], at: usize) -> Ipv4Addr {
     Ipv4Addr::from(be32(data, at))
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn ipv6_addr(data: &[u8], at: usize) -> Ipv6Addr {
     let mut octets = [0; 16];
     octets.copy_from_slice(&data[at..at + 16]);

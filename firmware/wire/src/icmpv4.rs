@@ -108,16 +108,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Makes sure no accessor or setter will panic: the 8-byte header is there.
     pub fn check_len(&self) -> Result<(), ParseError> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Icmpv4,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Icmpv4, HEADER_LEN, self.buffer.as_ref().len())
     }
 
     /// Gives the buffer back.
@@ -126,37 +117,37 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The message type.
-    #[inline]
+    #[inline(always)]
     pub fn msg_type(&self) -> Message {
         Message(self.buffer.as_ref()[field::TYPE])
     }
 
     /// The code.
-    #[inline]
+    #[inline(always)]
     pub fn code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
 
     /// The checksum field.
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The last four header bytes, whose meaning depends on the type.
-    #[inline]
+    #[inline(always)]
     pub fn rest_of_header(&self) -> u32 {
         be32(self.buffer.as_ref(), field::REST)
     }
 
     /// The echo identifier (meaningful for echo messages only).
-    #[inline]
+    #[inline(always)]
     pub fn echo_ident(&self) -> u16 {
         be16(self.buffer.as_ref(), field::ECHO_IDENT)
     }
 
     /// The echo sequence number (meaningful for echo messages only).
-    #[inline]
+    #[inline(always)]
     pub fn echo_seq_no(&self) -> u16 {
         be16(self.buffer.as_ref(), field::ECHO_SEQ_NO)
     }
@@ -169,7 +160,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
     /// The body: what follows the 8-byte header.
-    #[inline]
+    #[inline(always)]
     pub fn data(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -177,37 +168,37 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the message type.
-    #[inline]
+    #[inline(always)]
     pub fn set_msg_type(&mut self, value: Message) {
         self.buffer.as_mut()[field::TYPE] = value.0;
     }
 
     /// Sets the code.
-    #[inline]
+    #[inline(always)]
     pub fn set_code(&mut self, value: u8) {
         self.buffer.as_mut()[field::CODE] = value;
     }
 
     /// Sets the checksum field.
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
     /// Sets the last four header bytes.
-    #[inline]
+    #[inline(always)]
     pub fn set_rest_of_header(&mut self, value: u32) {
         set_be32(self.buffer.as_mut(), field::REST, value);
     }
 
     /// Sets the echo identifier.
-    #[inline]
+    #[inline(always)]
     pub fn set_echo_ident(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::ECHO_IDENT, value);
     }
 
     /// Sets the echo sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn set_echo_seq_no(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::ECHO_SEQ_NO, value);
     }
@@ -220,7 +211,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// The body, writable.
-    #[inline]
+    #[inline(always)]
     pub fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }

@@ -64,14 +64,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// total length. The version is not checked: [`Repr::parse`] does that.
     pub fn check_len(&self) -> Result<(), ParseError> {
         let data = self.buffer.as_ref();
-        if data.len() < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ipv4,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: data.len(),
-            });
-        }
+        ParseError::need(Layer::Ipv4, HEADER_LEN, data.len())?;
         let header_len = self.header_len();
         if header_len < HEADER_LEN {
             return Err(ParseError::HeaderLen {
@@ -107,86 +100,86 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The version field (4 for IPv4).
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
     /// The header length in bytes, options included (the IHL field times 4).
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
     /// The type-of-service byte: DSCP in the high 6 bits, ECN in the low 2.
-    #[inline]
+    #[inline(always)]
     pub fn tos(&self) -> u8 {
         self.buffer.as_ref()[field::TOS]
     }
 
     /// The total length field: header and payload.
-    #[inline]
+    #[inline(always)]
     pub fn total_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// The identification field, shared by the fragments of one datagram.
-    #[inline]
+    #[inline(always)]
     pub fn ident(&self) -> u16 {
         be16(self.buffer.as_ref(), field::IDENT)
     }
 
     /// The don't-fragment flag.
-    #[inline]
+    #[inline(always)]
     pub fn dont_frag(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF) & DONT_FRAG != 0
     }
 
     /// The more-fragments flag.
-    #[inline]
+    #[inline(always)]
     pub fn more_frags(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF) & MORE_FRAGS != 0
     }
 
     /// The fragment offset in bytes (the field times 8).
-    #[inline]
+    #[inline(always)]
     pub fn frag_offset(&self) -> u16 {
         (be16(self.buffer.as_ref(), field::FLG_OFF) & OFFSET_MASK) << 3
     }
 
     /// Whether the packet is a fragment: more fragments follow or it does not start the
     /// datagram.
-    #[inline]
+    #[inline(always)]
     pub fn is_fragment(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF) & (MORE_FRAGS | OFFSET_MASK) != 0
     }
 
     /// The time to live.
-    #[inline]
+    #[inline(always)]
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
     /// The protocol of the payload.
-    #[inline]
+    #[inline(always)]
     pub fn protocol(&self) -> IpProtocol {
         IpProtocol(self.buffer.as_ref()[field::PROTOCOL])
     }
 
     /// The header checksum field.
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The source address.
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Ipv4Addr {
         ipv4_addr(self.buffer.as_ref(), field::SRC_ADDR)
     }
 
     /// The destination address.
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Ipv4Addr {
         ipv4_addr(self.buffer.as_ref(), field::DST_ADDR)
     }
@@ -199,13 +192,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
     /// The options: the header past its first 20 bytes.
-    #[inline]
+    #[inline(always)]
     pub fn options(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
     }
 
     /// The payload: from the end of the header to the total length.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[self.header_len()..usize::from(self.total_len())]
     }
@@ -213,7 +206,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the version field (the low 4 bits of `value`).
-    #[inline]
+    #[inline(always)]
     pub fn set_version(&mut self, value: u8) {
         let data = self.buffer.as_mut();
         data[field::VER_IHL] = data[field::VER_IHL] & 0x0f | value << 4;
@@ -221,27 +214,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Sets the header length in bytes (a multiple of 4, at most 60). This can undo what
     /// [`check_len`](Self::check_len) checked.
-    #[inline]
+    #[inline(always)]
     pub fn set_header_len(&mut self, value: usize) {
         let data = self.buffer.as_mut();
         data[field::VER_IHL] = data[field::VER_IHL] & 0xf0 | (value / 4) as u8 & 0x0f;
     }
 
     /// Sets the type-of-service byte.
-    #[inline]
+    #[inline(always)]
     pub fn set_tos(&mut self, value: u8) {
         self.buffer.as_mut()[field::TOS] = value;
     }
 
     /// Sets the total length field. This can undo what [`check_len`](Self::check_len)
     /// checked.
-    #[inline]
+    #[inline(always)]
     pub fn set_total_len(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
     /// Sets the identification field.
-    #[inline]
+    #[inline(always)]
     pub fn set_ident(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::IDENT, value);
     }
@@ -253,19 +246,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Sets the don't-fragment flag.
-    #[inline]
+    #[inline(always)]
     pub fn set_dont_frag(&mut self, value: bool) {
         self.set_flag(DONT_FRAG, value);
     }
 
     /// Sets the more-fragments flag.
-    #[inline]
+    #[inline(always)]
     pub fn set_more_frags(&mut self, value: bool) {
         self.set_flag(MORE_FRAGS, value);
     }
 
     /// Sets the fragment offset in bytes (a multiple of 8; the low 3 bits are dropped).
-    #[inline]
+    #[inline(always)]
     pub fn set_frag_offset(&mut self, value: u16) {
         let data = self.buffer.as_mut();
         let raw = be16(data, field::FLG_OFF) & !OFFSET_MASK | value >> 3;
@@ -273,32 +266,32 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Sets the time to live.
-    #[inline]
+    #[inline(always)]
     pub fn set_ttl(&mut self, value: u8) {
         self.buffer.as_mut()[field::TTL] = value;
     }
 
     /// Sets the protocol.
-    #[inline]
+    #[inline(always)]
     pub fn set_protocol(&mut self, value: IpProtocol) {
         self.buffer.as_mut()[field::PROTOCOL] = value.0;
     }
 
     /// Sets the header checksum field.
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
     /// Sets the source address.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_addr(&mut self, value: Ipv4Addr) {
         let data = self.buffer.as_mut();
         data[field::SRC_ADDR..field::SRC_ADDR + 4].copy_from_slice(&value.octets());
     }
 
     /// Sets the destination address.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_addr(&mut self, value: Ipv4Addr) {
         let data = self.buffer.as_mut();
         data[field::DST_ADDR..field::DST_ADDR + 4].copy_from_slice(&value.octets());
@@ -313,14 +306,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// The options, writable.
-    #[inline]
+    #[inline(always)]
     pub fn options_mut(&mut self) -> &mut [u8] {
         let header_len = self.header_len();
         &mut self.buffer.as_mut()[HEADER_LEN..header_len]
     }
 
     /// The payload, writable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let range = self.header_len()..usize::from(self.total_len());
         &mut self.buffer.as_mut()[range]

@@ -53,14 +53,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// covers the payload length. The version is not checked: [`Repr::parse`] does that.
     pub fn check_len(&self) -> Result<(), ParseError> {
         let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ipv6,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
+        ParseError::need(Layer::Ipv6, HEADER_LEN, len)?;
         let payload_len = usize::from(self.payload_len());
         if payload_len > len - HEADER_LEN {
             return Err(ParseError::LengthBeyondBuffer {
@@ -79,49 +72,49 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The version field (6 for IPv6).
-    #[inline]
+    #[inline(always)]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_TC_FLOW] >> 4
     }
 
     /// The traffic class (DSCP and ECN).
-    #[inline]
+    #[inline(always)]
     pub fn traffic_class(&self) -> u8 {
         (be16(self.buffer.as_ref(), field::VER_TC_FLOW) >> 4) as u8
     }
 
     /// The flow label (20 bits).
-    #[inline]
+    #[inline(always)]
     pub fn flow_label(&self) -> u32 {
         be32(self.buffer.as_ref(), field::VER_TC_FLOW) & FLOW_LABEL_MASK
     }
 
     /// The payload length: what follows the fixed header, extension headers included.
-    #[inline]
+    #[inline(always)]
     pub fn payload_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// The next header: the first extension header or the upper-layer protocol.
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> IpProtocol {
         IpProtocol(self.buffer.as_ref()[field::NEXT_HEADER])
     }
 
     /// The hop limit.
-    #[inline]
+    #[inline(always)]
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
     /// The source address.
-    #[inline]
+    #[inline(always)]
     pub fn src_addr(&self) -> Ipv6Addr {
         ipv6_addr(self.buffer.as_ref(), field::SRC_ADDR)
     }
 
     /// The destination address.
-    #[inline]
+    #[inline(always)]
     pub fn dst_addr(&self) -> Ipv6Addr {
         ipv6_addr(self.buffer.as_ref(), field::DST_ADDR)
     }
@@ -129,7 +122,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
     /// The payload: the payload-length bytes after the fixed header.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + usize::from(self.payload_len())]
     }
@@ -137,14 +130,14 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the version field (the low 4 bits of `value`).
-    #[inline]
+    #[inline(always)]
     pub fn set_version(&mut self, value: u8) {
         let data = self.buffer.as_mut();
         data[field::VER_TC_FLOW] = data[field::VER_TC_FLOW] & 0x0f | value << 4;
     }
 
     /// Sets the traffic class.
-    #[inline]
+    #[inline(always)]
     pub fn set_traffic_class(&mut self, value: u8) {
         let data = self.buffer.as_mut();
         let raw = be16(data, field::VER_TC_FLOW) & 0xf00f | u16::from(value) << 4;
@@ -152,7 +145,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Sets the flow label (the low 20 bits of `value`).
-    #[inline]
+    #[inline(always)]
     pub fn set_flow_label(&mut self, value: u32) {
         let data = self.buffer.as_mut();
         let raw = be32(data, field::VER_TC_FLOW) & !FLOW_LABEL_MASK | value & FLOW_LABEL_MASK;
@@ -160,39 +153,39 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Sets the payload length. This can undo what [`check_len`](Self::check_len) checked.
-    #[inline]
+    #[inline(always)]
     pub fn set_payload_len(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
     /// Sets the next header.
-    #[inline]
+    #[inline(always)]
     pub fn set_next_header(&mut self, value: IpProtocol) {
         self.buffer.as_mut()[field::NEXT_HEADER] = value.0;
     }
 
     /// Sets the hop limit.
-    #[inline]
+    #[inline(always)]
     pub fn set_hop_limit(&mut self, value: u8) {
         self.buffer.as_mut()[field::HOP_LIMIT] = value;
     }
 
     /// Sets the source address.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_addr(&mut self, value: Ipv6Addr) {
         let data = self.buffer.as_mut();
         data[field::SRC_ADDR..field::SRC_ADDR + 16].copy_from_slice(&value.octets());
     }
 
     /// Sets the destination address.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_addr(&mut self, value: Ipv6Addr) {
         let data = self.buffer.as_mut();
         data[field::DST_ADDR..field::DST_ADDR + 16].copy_from_slice(&value.octets());
     }
 
     /// The payload, writable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = HEADER_LEN + usize::from(self.payload_len());
         &mut self.buffer.as_mut()[HEADER_LEN..end]

@@ -49,20 +49,8 @@ impl<T: AsRef<[u8]>> Header<T> {
     /// Makes sure no accessor or setter will panic: the buffer covers the header length.
     pub fn check_len(&self) -> Result<(), ParseError> {
         let len = self.buffer.as_ref().len();
-        let needed = if len < MIN_HEADER_LEN {
-            MIN_HEADER_LEN
-        } else {
-            self.header_len()
-        };
-        if len < needed {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ipv6Extension,
-                offset: 0,
-                needed,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Ipv6Extension, MIN_HEADER_LEN, len)?;
+        ParseError::need(Layer::Ipv6Extension, self.header_len(), len)
     }
 
     /// Gives the buffer back.
@@ -71,13 +59,13 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
 
     /// The next header: another extension header or the upper-layer protocol.
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> IpProtocol {
         IpProtocol(self.buffer.as_ref()[field::NEXT_HEADER])
     }
 
     /// The header length in bytes (8 to 2048).
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         (usize::from(self.buffer.as_ref()[field::LENGTH]) + 1) * 8
     }
@@ -86,13 +74,13 @@ impl<T: AsRef<[u8]>> Header<T> {
 impl<'a, T: AsRef<[u8]> + ?Sized> Header<&'a T> {
     /// What the header holds after its first two bytes: options, or the routing type,
     /// segments left and type-specific data.
-    #[inline]
+    #[inline(always)]
     pub fn data(&self) -> &'a [u8] {
         &self.buffer.as_ref()[field::DATA..self.header_len()]
     }
 
     /// What follows the header.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
@@ -100,20 +88,20 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Header<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
     /// Sets the next header.
-    #[inline]
+    #[inline(always)]
     pub fn set_next_header(&mut self, value: IpProtocol) {
         self.buffer.as_mut()[field::NEXT_HEADER] = value.0;
     }
 
     /// Sets the header length in bytes (a multiple of 8, 8 to 2048). This can undo what
     /// [`check_len`](Self::check_len) checked.
-    #[inline]
+    #[inline(always)]
     pub fn set_header_len(&mut self, value: usize) {
         self.buffer.as_mut()[field::LENGTH] = (value / 8).saturating_sub(1) as u8;
     }
 
     /// The data after the first two bytes, writable.
-    #[inline]
+    #[inline(always)]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let end = self.header_len();
         &mut self.buffer.as_mut()[field::DATA..end]

@@ -46,16 +46,7 @@ impl<T: AsRef<[u8]>> Header<T> {
 
     /// Makes sure no accessor or setter will panic: the buffer holds the whole header.
     pub fn check_len(&self) -> Result<(), ParseError> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Ipv6Fragment,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Ipv6Fragment, HEADER_LEN, self.buffer.as_ref().len())
     }
 
     /// Gives the buffer back.
@@ -64,32 +55,32 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
 
     /// The next header: what the datagram carries after its unfragmentable part.
-    #[inline]
+    #[inline(always)]
     pub fn next_header(&self) -> IpProtocol {
         IpProtocol(self.buffer.as_ref()[field::NEXT_HEADER])
     }
 
     /// The fragment offset in bytes (a multiple of 8).
-    #[inline]
+    #[inline(always)]
     pub fn frag_offset(&self) -> u16 {
         be16(self.buffer.as_ref(), field::OFFSET_M) & OFFSET_MASK
     }
 
     /// The M flag: more fragments follow.
-    #[inline]
+    #[inline(always)]
     pub fn more_frags(&self) -> bool {
         be16(self.buffer.as_ref(), field::OFFSET_M) & MORE_FRAGS != 0
     }
 
     /// The identification, shared by the fragments of one datagram.
-    #[inline]
+    #[inline(always)]
     pub fn ident(&self) -> u32 {
         be32(self.buffer.as_ref(), field::IDENT)
     }
 
     /// Whether this is a real fragment rather than an atomic one: more fragments follow or
     /// it does not start the datagram.
-    #[inline]
+    #[inline(always)]
     pub fn is_fragment(&self) -> bool {
         be16(self.buffer.as_ref(), field::OFFSET_M) & (OFFSET_MASK | MORE_FRAGS) != 0
     }
@@ -97,7 +88,7 @@ impl<T: AsRef<[u8]>> Header<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Header<&'a T> {
     /// What follows the header.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -105,13 +96,13 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Header<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
     /// Sets the next header.
-    #[inline]
+    #[inline(always)]
     pub fn set_next_header(&mut self, value: IpProtocol) {
         self.buffer.as_mut()[field::NEXT_HEADER] = value.0;
     }
 
     /// Sets the fragment offset in bytes (a multiple of 8; the low 3 bits are dropped).
-    #[inline]
+    #[inline(always)]
     pub fn set_frag_offset(&mut self, value: u16) {
         let data = self.buffer.as_mut();
         let raw = be16(data, field::OFFSET_M) & !OFFSET_MASK | value & OFFSET_MASK;
@@ -119,7 +110,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
     }
 
     /// Sets the M flag.
-    #[inline]
+    #[inline(always)]
     pub fn set_more_frags(&mut self, value: bool) {
         let data = self.buffer.as_mut();
         let raw = be16(data, field::OFFSET_M) & !MORE_FRAGS | u16::from(value);
@@ -127,7 +118,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
     }
 
     /// Sets the identification.
-    #[inline]
+    #[inline(always)]
     pub fn set_ident(&mut self, value: u32) {
         set_be32(self.buffer.as_mut(), field::IDENT, value);
     }

@@ -34,9 +34,10 @@
 //!   lists which). A view made with `new_unchecked` promises nothing: use it on buffers you
 //!   validated or are building.
 //! * `Repr::parse` never panics, whatever view it is given: it checks the lengths itself.
-//! * `Repr::emit` panics only if the buffer is shorter than `Repr::buffer_len()` or the repr
-//!   breaks a limit of the wire format (each documents which); [`PacketBuilder`] checks all
-//!   of them first and returns a [`BuildError`] instead.
+//! * `Repr::emit` panics only if the buffer does not have the length `Repr::buffer_len()`
+//!   asks for (at least that, or exactly that where a checksum covers the whole buffer) or
+//!   the repr breaks a limit of the wire format; each documents which. [`PacketBuilder`]
+//!   checks all of them first and returns a [`BuildError`] instead.
 
 mod builder;
 mod error;

@@ -1,27 +1,5 @@
-//! The fast path: [`parse_frame`] takes the bytes of an Ethernet frame and returns, in one
-//! pass, what a firewall decides on.
-//!
-//! It walks Ethernet, up to two VLAN tags, IPv4 or IPv6 (skipping IPv4 options and up to
-//! [`MAX_EXTENSION_HEADERS`] IPv6 extension headers: hop-by-hop, routing, fragment,
-//! destination options, authentication) and the transport header (TCP, UDP, SCTP, ICMP,
-//! ICMPv6), using the views of this crate, each checked once. It does not allocate, does
-//! bounded work whatever the bytes say, and for any input returns a [`Parsed`] or a
-//! [`ParseError`] naming the header and its offset; it never panics.
-//!
-//! What it decides, so that the pipeline does not have to:
-//!
-//! * A frame whose EtherType (after the tags) is neither IPv4 nor IPv6 is not an error:
-//!   [`Parsed::ip`] is `None` and policy decides.
-//! * A fragment with a non-zero offset has no transport header: [`IpInfo::l4`] is `None` and
-//!   [`IpInfo::protocol`] is what the datagram carries. A first fragment must hold the whole
-//!   transport header (RFC 1858, RFC 7112); if it does not, that is an error.
-//! * IPv6: the hop-by-hop header must come first, at most one fragment header may appear,
-//!   ESP and "no next header" end the walk ([`IpInfo::protocol`] says which), and headers
-//!   this parser does not skip (mobility, HIP, shim6) end it too, as the protocol.
-//! * Checksums are not verified: the NIC does it on receive (the `Repr::parse` functions of
-//!   each protocol module verify them where software must).
-//! * Lengths are taken from the headers, not the frame: Ethernet padding after a short
-//!   packet is ignored, and a length field that claims more than the frame holds is an error.
+//! The fast path: from the bytes of an Ethernet frame to what a firewall decides on, in
+//! one pass ([`parse_frame`], whose documentation says what it decides and promises).
 
 use std::net::IpAddr;
 
@@ -180,32 +158,61 @@ impl L4 {
     }
 }
 
-/// Parses an Ethernet frame down to the transport header. See the module documentation for
-/// what it decides and what it promises.
+/// Parses an Ethernet frame down to the transport header and returns what a firewall decides
+/// on, in one pass.
+///
+/// It walks Ethernet, up to two VLAN tags, IPv4 or IPv6 (skipping IPv4 options and up to
+/// [`MAX_EXTENSION_HEADERS`] IPv6 extension headers: hop-by-hop, routing, fragment,
+/// destination options, authentication) and the transport header (TCP, UDP, SCTP, ICMP,
+/// ICMPv6), using the views of this crate, each checked once. It does not allocate, does
+/// bounded work whatever the bytes say, and for any input returns a [`Parsed`] or a
+/// [`ParseError`] naming the header and its offset; it never panics.
+///
+/// What it decides, so that the pipeline does not have to:
+///
+/// * A frame whose EtherType (after the tags) is neither IPv4 nor IPv6 is not an error:
+///   [`Parsed::ip`] is `None` and policy decides.
+/// * A fragment with a non-zero offset has no transport header: [`IpInfo::l4`] is `None` and
+///   [`IpInfo::protocol`] is what the datagram carries. A first fragment must hold the whole
+///   transport header (RFC 1858, RFC 7112); if it does not, that is an error.
+/// * IPv6: the hop-by-hop header must come first, at most one fragment header may appear,
+///   ESP and "no next header" end the walk ([`IpInfo::protocol`] says which), and headers
+///   this parser does not skip (mobility, HIP, shim6) end it too, as the protocol.
+/// * Checksums are not verified: the NIC does it on receive (the `Repr::parse` functions of
+///   each protocol module verify them where software must).
+/// * Lengths are taken from the headers, not the frame: Ethernet padding after a short
+///   packet is ignored, and a length field that claims more than the frame holds is an error.
 pub fn parse_frame(frame: &[u8]) -> Result<Parsed, ParseError> {
     let ethernet = ethernet::Frame::new_checked(frame)?;
     let mut ethertype = ethernet.ethertype();
     let mut offset = ethernet::HEADER_LEN;
-    let mut vlans = vlan::Tags::NONE;
-    let mut tag_count = 0;
+    // The tags go into a plain array first, cheaper on the fast path than a `Tags` per tag.
+    let mut tags = [None; 2];
+    let mut count = 0;
     while ethertype == EtherType::VLAN || ethertype == EtherType::QINQ {
-        if tag_count == 2 || (tag_count == 1 && ethertype != EtherType::VLAN) {
+        if count == tags.len() || (count == 1 && ethertype != EtherType::VLAN) {
             return Err(ParseError::UnexpectedVlanTag {
                 offset: offset - 2,
                 tpid: ethertype.0,
             });
         }
-        let tag = vlan::Packet::new_checked(rest(frame, offset)).map_err(|e| e.shifted(offset))?;
-        vlans.push(vlan::Tag {
+        let packet =
+            vlan::Packet::new_checked(rest(frame, offset)).map_err(|e| e.shifted(offset))?;
+        tags[count] = Some(vlan::Tag {
             tpid: ethertype,
-            pcp: tag.pcp(),
-            dei: tag.dei(),
-            vid: tag.vid(),
+            pcp: packet.pcp(),
+            dei: packet.dei(),
+            vid: packet.vid(),
         });
-        tag_count += 1;
-        ethertype = tag.ethertype();
+        count += 1;
+        ethertype = packet.ethertype();
         offset += vlan::HEADER_LEN;
     }
+    let vlans = match tags {
+        [Some(outer), Some(inner)] => vlan::Tags::two(outer, inner),
+        [Some(outer), None] => vlan::Tags::one(outer),
+        _ => vlan::Tags::NONE,
+    };
     let ip = match ethertype {
         EtherType::IPV4 => Some(parse_ipv4(frame, offset)?),
         EtherType::IPV6 => Some(parse_ipv6(frame, offset)?),
@@ -226,6 +233,7 @@ fn rest(bytes: &[u8], at: usize) -> &[u8] {
     bytes.get(at..).unwrap_or_default()
 }
 
+#[inline(always)]
 fn parse_ipv4(frame: &[u8], at: usize) -> Result<IpInfo, ParseError> {
     let packet = ipv4::Packet::new_checked(rest(frame, at)).map_err(|e| e.shifted(at))?;
     if packet.version() != 4 {
@@ -240,32 +248,25 @@ fn parse_ipv4(frame: &[u8], at: usize) -> Result<IpInfo, ParseError> {
         more: packet.more_frags(),
         ident: u32::from(packet.ident()),
     });
-    let protocol = packet.protocol();
     let l4_offset = at + packet.header_len();
-    let (l4, l4_header_len) = if packet.frag_offset() == 0 {
-        parse_l4(
-            IpVersion::V4,
-            protocol,
-            packet.payload(),
-            fragment.is_some(),
-            l4_offset,
-        )?
-    } else {
-        (None, 0)
-    };
-    Ok(IpInfo {
+    let mut info = IpInfo {
         src: IpAddr::V4(packet.src_addr()),
         dst: IpAddr::V4(packet.dst_addr()),
-        protocol,
+        protocol: packet.protocol(),
         ttl: packet.ttl(),
         total_len: usize::from(packet.total_len()),
         fragment,
         l4_offset,
-        l4,
-        payload_offset: l4_offset + l4_header_len,
-    })
+        l4: None,
+        payload_offset: l4_offset,
+    };
+    if packet.frag_offset() == 0 {
+        parse_l4(&mut info, IpVersion::V4, packet.payload())?;
+    }
+    Ok(info)
 }
 
+#[inline(always)]
 fn parse_ipv6(frame: &[u8], at: usize) -> Result<IpInfo, ParseError> {
     let packet = ipv6::Packet::new_checked(rest(frame, at)).map_err(|e| e.shifted(at))?;
     if packet.version() != 6 {
@@ -332,18 +333,7 @@ fn parse_ipv6(frame: &[u8], at: usize) -> Result<IpInfo, ParseError> {
         }
     }
     let l4_offset = base + pos;
-    let (l4, l4_header_len) = if non_first_fragment {
-        (None, 0)
-    } else {
-        parse_l4(
-            IpVersion::V6,
-            next,
-            rest(payload, pos),
-            fragment.is_some(),
-            l4_offset,
-        )?
-    };
-    Ok(IpInfo {
+    let mut info = IpInfo {
         src: IpAddr::V6(packet.src_addr()),
         dst: IpAddr::V6(packet.dst_addr()),
         protocol: next,
@@ -351,9 +341,13 @@ fn parse_ipv6(frame: &[u8], at: usize) -> Result<IpInfo, ParseError> {
         total_len: ipv6::HEADER_LEN + usize::from(packet.payload_len()),
         fragment,
         l4_offset,
-        l4,
-        payload_offset: l4_offset + l4_header_len,
-    })
+        l4: None,
+        payload_offset: l4_offset,
+    };
+    if !non_first_fragment {
+        parse_l4(&mut info, IpVersion::V6, rest(payload, pos))?;
+    }
+    Ok(info)
 }
 
 /// The layer of an IPv6 extension header the walk skips, `None` for anything that ends it.
@@ -369,18 +363,15 @@ fn extension_layer(next: IpProtocol) -> Option<Layer> {
     }
 }
 
-/// Reads the transport header in `bytes` (the rest of the IP packet, which starts at frame
-/// offset `at`) and returns it with its length. In a first fragment (`partial`), a UDP
-/// length field counts bytes of later fragments too, so it is not held against `bytes`.
-fn parse_l4(
-    version: IpVersion,
-    protocol: IpProtocol,
-    bytes: &[u8],
-    partial: bool,
-    at: usize,
-) -> Result<(Option<L4>, usize), ParseError> {
+/// Reads the transport header of `info.protocol` in `bytes` (the rest of the IP packet, from
+/// `info.l4_offset` on) into `info.l4` and moves `info.payload_offset` past it. In a first
+/// fragment, a UDP length field counts bytes of later fragments too, so it is not held
+/// against `bytes`.
+#[inline(always)]
+fn parse_l4(info: &mut IpInfo, version: IpVersion, bytes: &[u8]) -> Result<(), ParseError> {
+    let at = info.l4_offset;
     let shift = |e: ParseError| e.shifted(at);
-    let found = match (protocol, version) {
+    let (l4, header_len) = match (info.protocol, version) {
         (IpProtocol::TCP, _) => {
             let packet = tcp::Packet::new_checked(bytes).map_err(shift)?;
             let l4 = L4::Tcp {
@@ -394,7 +385,7 @@ fn parse_l4(
         }
         (IpProtocol::UDP, _) => {
             let packet = udp::Packet::new_unchecked(bytes);
-            if partial {
+            if info.fragment.is_some() {
                 packet.check_header_len()
             } else {
                 packet.check_len()
@@ -435,9 +426,11 @@ fn parse_l4(
             };
             (l4, icmpv6::HEADER_LEN)
         }
-        _ => return Ok((None, 0)),
+        _ => return Ok(()),
     };
-    Ok((Some(found.0), found.1))
+    info.l4 = Some(l4);
+    info.payload_offset = at + header_len;
+    Ok(())
 }
 
 #[cfg(test)]

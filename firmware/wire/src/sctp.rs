@@ -42,16 +42,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Makes sure no accessor or setter will panic: the common header is there.
     pub fn check_len(&self) -> Result<(), ParseError> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Sctp,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Sctp, HEADER_LEN, self.buffer.as_ref().len())
     }
 
     /// Gives the buffer back.
@@ -60,25 +51,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The source port.
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// The destination port.
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// The verification tag.
-    #[inline]
+    #[inline(always)]
     pub fn verification_tag(&self) -> u32 {
         be32(self.buffer.as_ref(), field::VERIFICATION_TAG)
     }
 
     /// The checksum: the CRC32c value the field holds (least significant byte first).
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u32 {
         let data = self.buffer.as_ref();
         u32::from_le_bytes([
@@ -105,7 +96,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
     /// The chunks: what follows the common header.
-    #[inline]
+    #[inline(always)]
     pub fn chunks(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -113,25 +104,25 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the source port.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_port(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::SRC_PORT, value);
     }
 
     /// Sets the destination port.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_port(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::DST_PORT, value);
     }
 
     /// Sets the verification tag.
-    #[inline]
+    #[inline(always)]
     pub fn set_verification_tag(&mut self, value: u32) {
         set_be32(self.buffer.as_mut(), field::VERIFICATION_TAG, value);
     }
 
     /// Sets the checksum (stored least significant byte first).
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u32) {
         let data = self.buffer.as_mut();
         data[field::CHECKSUM..field::CHECKSUM + 4].copy_from_slice(&value.to_le_bytes());
@@ -145,7 +136,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// The chunks, writable.
-    #[inline]
+    #[inline(always)]
     pub fn chunks_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }

@@ -142,14 +142,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// offset is at least 5 and the buffer covers the header length.
     pub fn check_len(&self) -> Result<(), ParseError> {
         let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Tcp,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
+        ParseError::need(Layer::Tcp, HEADER_LEN, len)?;
         let header_len = self.header_len();
         if header_len < HEADER_LEN {
             return Err(ParseError::HeaderLen {
@@ -159,15 +152,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
                 min: HEADER_LEN,
             });
         }
-        if header_len > len {
-            return Err(ParseError::Truncated {
-                layer: Layer::Tcp,
-                offset: 0,
-                needed: header_len,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Tcp, header_len, len)
     }
 
     /// Gives the buffer back.
@@ -176,55 +161,55 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The source port.
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// The destination port.
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// The sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn seq_number(&self) -> u32 {
         be32(self.buffer.as_ref(), field::SEQ_NUMBER)
     }
 
     /// The acknowledgment number.
-    #[inline]
+    #[inline(always)]
     pub fn ack_number(&self) -> u32 {
         be32(self.buffer.as_ref(), field::ACK_NUMBER)
     }
 
     /// The header length in bytes, options included (the data offset field times 4).
-    #[inline]
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::OFFSET_FLAGS] >> 4) * 4
     }
 
     /// The flags.
-    #[inline]
+    #[inline(always)]
     pub fn flags(&self) -> Flags {
         Flags(be16(self.buffer.as_ref(), field::OFFSET_FLAGS) & Flags::ALL)
     }
 
     /// The window size.
-    #[inline]
+    #[inline(always)]
     pub fn window_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::WINDOW)
     }
 
     /// The checksum field.
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The urgent pointer.
-    #[inline]
+    #[inline(always)]
     pub fn urgent_at(&self) -> u16 {
         be16(self.buffer.as_ref(), field::URGENT)
     }
@@ -242,13 +227,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
     /// The options: the header past its first 20 bytes.
-    #[inline]
+    #[inline(always)]
     pub fn options(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
     }
 
     /// The payload: what follows the header.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
@@ -256,32 +241,32 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the source port.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_port(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::SRC_PORT, value);
     }
 
     /// Sets the destination port.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_port(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::DST_PORT, value);
     }
 
     /// Sets the sequence number.
-    #[inline]
+    #[inline(always)]
     pub fn set_seq_number(&mut self, value: u32) {
         set_be32(self.buffer.as_mut(), field::SEQ_NUMBER, value);
     }
 
     /// Sets the acknowledgment number.
-    #[inline]
+    #[inline(always)]
     pub fn set_ack_number(&mut self, value: u32) {
         set_be32(self.buffer.as_mut(), field::ACK_NUMBER, value);
     }
 
     /// Sets the header length in bytes (a multiple of 4, at most 60), keeping the flags.
     /// This can undo what [`check_len`](Self::check_len) checked.
-    #[inline]
+    #[inline(always)]
     pub fn set_header_len(&mut self, value: usize) {
         let data = self.buffer.as_mut();
         data[field::OFFSET_FLAGS] = data[field::OFFSET_FLAGS] & 0x0f | ((value / 4) as u8) << 4;
@@ -289,7 +274,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Sets the flags (the low 9 bits of `value`), keeping the data offset and clearing the
     /// reserved bits.
-    #[inline]
+    #[inline(always)]
     pub fn set_flags(&mut self, value: Flags) {
         let data = self.buffer.as_mut();
         let raw = be16(data, field::OFFSET_FLAGS) & 0xf000 | value.0 & Flags::ALL;
@@ -297,19 +282,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Sets the window size.
-    #[inline]
+    #[inline(always)]
     pub fn set_window_len(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::WINDOW, value);
     }
 
     /// Sets the checksum field.
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
     /// Sets the urgent pointer.
-    #[inline]
+    #[inline(always)]
     pub fn set_urgent_at(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::URGENT, value);
     }
@@ -326,14 +311,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// The options, writable.
-    #[inline]
+    #[inline(always)]
     pub fn options_mut(&mut self) -> &mut [u8] {
         let header_len = self.header_len();
         &mut self.buffer.as_mut()[HEADER_LEN..header_len]
     }
 
     /// The payload, writable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let header_len = self.header_len();
         &mut self.buffer.as_mut()[header_len..]

@@ -67,14 +67,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// holds only the start of the datagram; [`payload`](Self::payload) may still panic.
     pub fn check_header_len(&self) -> Result<(), ParseError> {
         let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Udp,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
+        ParseError::need(Layer::Udp, HEADER_LEN, len)?;
         let length = usize::from(self.length());
         if length < HEADER_LEN {
             return Err(ParseError::LengthBelowHeader {
@@ -93,25 +86,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The source port.
-    #[inline]
+    #[inline(always)]
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// The destination port.
-    #[inline]
+    #[inline(always)]
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// The length field: header and payload.
-    #[inline]
+    #[inline(always)]
     pub fn length(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// The checksum field.
-    #[inline]
+    #[inline(always)]
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
@@ -132,7 +125,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
     /// The payload: from the end of the header to the length field.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..usize::from(self.length())]
     }
@@ -140,25 +133,25 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the source port.
-    #[inline]
+    #[inline(always)]
     pub fn set_src_port(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::SRC_PORT, value);
     }
 
     /// Sets the destination port.
-    #[inline]
+    #[inline(always)]
     pub fn set_dst_port(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::DST_PORT, value);
     }
 
     /// Sets the length field. This can undo what [`check_len`](Self::check_len) checked.
-    #[inline]
+    #[inline(always)]
     pub fn set_length(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
     /// Sets the checksum field.
-    #[inline]
+    #[inline(always)]
     pub fn set_checksum(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
@@ -177,7 +170,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// The payload, writable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = usize::from(self.length());
         &mut self.buffer.as_mut()[HEADER_LEN..end]

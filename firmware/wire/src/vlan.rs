@@ -45,16 +45,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Makes sure no accessor or setter will panic: the buffer holds the whole tag.
     pub fn check_len(&self) -> Result<(), ParseError> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(ParseError::Truncated {
-                layer: Layer::Vlan,
-                offset: 0,
-                needed: HEADER_LEN,
-                available: len,
-            });
-        }
-        Ok(())
+        ParseError::need(Layer::Vlan, HEADER_LEN, self.buffer.as_ref().len())
     }
 
     /// Gives the buffer back.
@@ -63,31 +54,31 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The whole tag control information field.
-    #[inline]
+    #[inline(always)]
     pub fn tci(&self) -> u16 {
         be16(self.buffer.as_ref(), field::TCI)
     }
 
     /// The priority code point (0..=7).
-    #[inline]
+    #[inline(always)]
     pub fn pcp(&self) -> u8 {
         (self.tci() >> 13) as u8
     }
 
     /// The drop-eligible indicator.
-    #[inline]
+    #[inline(always)]
     pub fn dei(&self) -> bool {
         self.tci() & 0x1000 != 0
     }
 
     /// The VLAN id (0..=4095).
-    #[inline]
+    #[inline(always)]
     pub fn vid(&self) -> u16 {
         self.tci() & MAX_VID
     }
 
     /// The EtherType of what follows the tag (another TPID if tags are stacked).
-    #[inline]
+    #[inline(always)]
     pub fn ethertype(&self) -> EtherType {
         EtherType(be16(self.buffer.as_ref(), field::ETHERTYPE))
     }
@@ -95,7 +86,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
     /// What follows the tag.
-    #[inline]
+    #[inline(always)]
     pub fn payload(&self) -> &'a [u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -103,40 +94,40 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the whole tag control information field.
-    #[inline]
+    #[inline(always)]
     pub fn set_tci(&mut self, value: u16) {
         set_be16(self.buffer.as_mut(), field::TCI, value);
     }
 
     /// Sets the priority code point (the low 3 bits of `value`).
-    #[inline]
+    #[inline(always)]
     pub fn set_pcp(&mut self, value: u8) {
         let tci = self.tci() & 0x1fff | u16::from(value & 0x07) << 13;
         self.set_tci(tci);
     }
 
     /// Sets the drop-eligible indicator.
-    #[inline]
+    #[inline(always)]
     pub fn set_dei(&mut self, value: bool) {
         let tci = self.tci() & !0x1000 | u16::from(value) << 12;
         self.set_tci(tci);
     }
 
     /// Sets the VLAN id (the low 12 bits of `value`).
-    #[inline]
+    #[inline(always)]
     pub fn set_vid(&mut self, value: u16) {
         let tci = self.tci() & !MAX_VID | value & MAX_VID;
         self.set_tci(tci);
     }
 
     /// Sets the EtherType of what follows.
-    #[inline]
+    #[inline(always)]
     pub fn set_ethertype(&mut self, value: EtherType) {
         set_be16(self.buffer.as_mut(), field::ETHERTYPE, value.0);
     }
 
     /// What follows the tag, writable.
-    #[inline]
+    #[inline(always)]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }
@@ -281,16 +272,6 @@ impl Tags {
     pub fn iter(&self) -> impl Iterator<Item = Tag> + '_ {
         self.tags.iter().map_while(|tag| *tag)
     }
-
-    /// Adds a tag inside the ones there are; `false` if there are two already.
-    pub(crate) fn push(&mut self, tag: Tag) -> bool {
-        match self.tags {
-            [None, _] => self.tags[0] = Some(tag),
-            [Some(_), None] => self.tags[1] = Some(tag),
-            [Some(_), Some(_)] => return false,
-        }
-        true
-    }
 }
 
 #[cfg(test)]
@@ -360,15 +341,13 @@ mod tests {
 
     #[test]
     fn tags_in_order() {
-        let mut tags = Tags::NONE;
-        assert_eq!(tags.count(), 0);
-        assert_eq!(tags.innermost(), None);
-        assert!(tags.push(Tag::s_tag(100)));
-        assert_eq!(tags, Tags::one(Tag::s_tag(100)));
-        assert_eq!(tags.innermost(), Some(Tag::s_tag(100)));
-        assert!(tags.push(Tag::c_tag(200)));
-        assert!(!tags.push(Tag::c_tag(300)));
-        assert_eq!(tags, Tags::two(Tag::s_tag(100), Tag::c_tag(200)));
+        assert_eq!(Tags::NONE.count(), 0);
+        assert_eq!(Tags::NONE.innermost(), None);
+        assert_eq!(Tags::default(), Tags::NONE);
+        let one = Tags::one(Tag::s_tag(100));
+        assert_eq!((one.count(), one.inner()), (1, None));
+        assert_eq!(one.innermost(), Some(Tag::s_tag(100)));
+        let tags = Tags::two(Tag::s_tag(100), Tag::c_tag(200));
         assert_eq!(tags.outer().map(|t| t.vid), Some(100));
         assert_eq!(tags.inner().map(|t| t.vid), Some(200));
         assert_eq!(tags.innermost().map(|t| t.vid), Some(200));
