@@ -12,10 +12,13 @@
 //! `target/bench/ring_forward.jsonl`.
 
 use std::io::Write as _;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use palisade_dpdk::{Eal, Mbuf, Mempool, MempoolConfig, Port, PortConfig, Vdev};
+
+#[path = "support/peer.rs"]
+mod peer;
+use peer::{cpu, median, testpmd, testpmd_version};
 
 /// Packets per burst, and packets circulating (testpmd's `--tx-first` sends one burst).
 const BURST: usize = 32;
@@ -40,71 +43,6 @@ fn forward(port: &mut Port, burst: &mut Vec<Mbuf>, duration: Duration) -> f64 {
 
 /// One testpmd run on its own EAL (lcore 0 reports, lcore 1 forwards); the median of its
 /// per-second Rx-pps samples after the first (which includes start-up).
-fn testpmd(seconds: u64) -> Result<f64, String> {
-    let out = Command::new("timeout")
-        .args(["-s", "INT", &(seconds + 2).to_string(), "dpdk-testpmd"])
-        .args(Eal::SOFTWARE_ONLY)
-        .args(["-l", "0,1", "--vdev=net_ring0", "--"])
-        .args(["--forward-mode=io", "--port-topology=loop", "--tx-first"])
-        .args([
-            "--nb-cores=1",
-            "--total-num-mbufs=16384",
-            "--stats-period=1",
-        ])
-        .output()
-        .map_err(|e| format!("cannot run dpdk-testpmd: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut samples: Vec<f64> = stdout
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Rx-pps:"))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
-        .collect();
-    if samples.len() < 2 {
-        return Err(format!(
-            "dpdk-testpmd printed {} Rx-pps samples (exit {:?}); stderr:\n{}",
-            samples.len(),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    samples.remove(0);
-    Ok(median(samples))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn testpmd_version() -> String {
-    Command::new("pkg-config")
-        .args(["--modversion", "libdpdk"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn cpu() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map_or("unknown CPU", str::trim)
-        .to_owned();
-    let flags = info
-        .lines()
-        .find_map(|l| l.strip_prefix("flags"))
-        .unwrap_or_default();
-    let simd: Vec<&str> = ["sse4_2", "avx2", "avx512f"]
-        .into_iter()
-        .filter(|f| flags.split_whitespace().any(|x| x == *f))
-        .collect();
-    format!("{model} ({})", simd.join(" "))
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (rounds, seconds) = if quick { (3, 1) } else { (5, 2) };

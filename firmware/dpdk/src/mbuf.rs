@@ -180,6 +180,13 @@ fn no_room(op: &'static str, n: usize) -> Error {
     }
 }
 
+/// The packet data of the first segment, so an mbuf burst can go wherever byte frames go.
+impl AsRef<[u8]> for Mbuf {
+    fn as_ref(&self) -> &[u8] {
+        self.data()
+    }
+}
+
 impl Drop for Mbuf {
     fn drop(&mut self) {
         // SAFETY: we own the mbuf; it is freed once, here.

@@ -28,22 +28,43 @@ fn generated_program(endpoints: usize, rules: usize) -> DeviceProgram {
     // "tier" reach one remote set on one port, the way compiled tag intent looks.
     let ip = |a: u32| IpAddr::V4(std::net::Ipv4Addr::from(a));
     let sets = 32;
-    let address_sets = (0..sets)
-        .map(|s| AddressSet {
-            name: format!("set{s}"),
-            prefixes: PrefixSet::from_prefixes((0..40u32).map(|k| Prefix::host(ip(0x0a00_0001 + ((s * 40 + k) % (endpoints as u32)) * 256)))),
-        })
-        .collect();
+    let address_sets =
+        (0..sets)
+            .map(|s| AddressSet {
+                name: format!("set{s}"),
+                prefixes: PrefixSet::from_prefixes((0..8u32).map(|k| {
+                    Prefix::host(ip(0x0a00_0001 + ((s * 8 + k) % (endpoints as u32)) * 256))
+                })),
+            })
+            .collect();
     let tier_rules = (0..rules)
         .map(|j| Rule {
             id: format!("application/r{j}"),
-            direction: if j % 2 == 0 { Direction::Egress } else { Direction::Ingress },
-            endpoints: (0..endpoints as u32).filter(|e| (*e as usize + j) % 8 == 0).collect(),
+            direction: if j % 2 == 0 {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+            endpoints: (0..endpoints as u32)
+                .filter(|e| (*e as usize + j) % 8 == 0)
+                .collect(),
             remote: Some((j % sets as usize) as u32),
-            protocol: Some(if j % 5 == 0 { Protocol::UDP } else { Protocol::TCP }),
+            protocol: Some(if j % 5 == 0 {
+                Protocol::UDP
+            } else {
+                Protocol::TCP
+            }),
             src_ports: vec![],
-            dst_ports: vec![if j % 7 == 0 { PortRange::new(8000, 8099).unwrap() } else { PortRange::single(1000 + (j % 500) as u16) }],
-            action: if j % 11 == 0 { Action::Deny } else { Action::Allow },
+            dst_ports: vec![if j % 7 == 0 {
+                PortRange::new(8000, 8099).unwrap()
+            } else {
+                PortRange::single(1000 + (j % 500) as u16)
+            }],
+            action: if j % 11 == 0 {
+                Action::Deny
+            } else {
+                Action::Allow
+            },
             log: false,
             audit: false,
             mirror: None,
@@ -55,10 +76,17 @@ fn generated_program(endpoints: usize, rules: usize) -> DeviceProgram {
         device: "generated".into(),
         generation: 1,
         endpoints: (0..endpoints)
-            .map(|i| Endpoint { name: format!("p/w{i:04}/eth0"), addresses: vec![ip(0x0a00_0001 + (i as u32) * 256)] })
+            .map(|i| Endpoint {
+                name: format!("p/w{i:04}/eth0"),
+                addresses: vec![ip(0x0a00_0001 + (i as u32) * 256)],
+            })
             .collect(),
         address_sets,
-        tiers: vec![Tier { kind: TierKind::Application, rules: tier_rules, defaults: vec![TierDefaults::both(Action::Deny); endpoints] }],
+        tiers: vec![Tier {
+            kind: TierKind::Application,
+            rules: tier_rules,
+            defaults: vec![TierDefaults::both(Action::Deny); endpoints],
+        }],
         foreign: Action::Allow,
     })
     .unwrap()
@@ -66,36 +94,74 @@ fn generated_program(endpoints: usize, rules: usize) -> DeviceProgram {
 
 fn main() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/classbench");
-    let mut names: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let mut names: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     if names.is_empty() {
-        names = ["acl1", "fw1", "ipc1"].iter().flat_map(|f| ["1k", "10k", "100k"].map(|s| format!("{f}_{s}"))).collect();
+        names = ["acl1", "fw1", "ipc1"]
+            .iter()
+            .flat_map(|f| ["1k", "10k", "100k"].map(|s| format!("{f}_{s}")))
+            .collect();
     }
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     std::fs::create_dir_all(&target).unwrap();
-    let mut jsonl = std::fs::OpenOptions::new().create(true).append(true).open(target.join("offload.jsonl")).unwrap();
+    let mut jsonl = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(target.join("offload.jsonl"))
+        .unwrap();
     let profiles = builtins().unwrap();
-    println!("{:<10} {:<14} {:>7} {:>8} {:>9} {:>7} {:>9}", "set", "profile", "rules", "in hw %", "entries", "levels", "plan ms");
+    println!(
+        "{:<10} {:<14} {:>7} {:>8} {:>9} {:>7} {:>9}",
+        "set", "profile", "rules", "in hw %", "entries", "levels", "plan ms"
+    );
     for name in &names {
         if !dir.is_dir() {
             eprintln!("!!! SKIPPED ClassBench sets: {} is missing", dir.display());
             break;
         }
-        let rules = parse_rules(&std::fs::read_to_string(dir.join(format!("{name}.rules"))).unwrap()).unwrap();
-        let trace = parse_trace(&std::fs::read_to_string(dir.join(format!("{name}.trace"))).unwrap()).unwrap();
-        let rows: Vec<(Row<u32>, u32, u32)> = rules.iter().enumerate().map(|(i, r)| (*r, i as u32, i as u32)).collect();
+        let rules =
+            parse_rules(&std::fs::read_to_string(dir.join(format!("{name}.rules"))).unwrap())
+                .unwrap();
+        let trace =
+            parse_trace(&std::fs::read_to_string(dir.join(format!("{name}.trace"))).unwrap())
+                .unwrap();
+        let rows: Vec<(Row<u32>, u32, u32)> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (*r, i as u32, i as u32))
+            .collect();
         let software = Engine::build(rows.iter().copied()).unwrap();
-        let sample: Vec<&Key<u32>> = trace.iter().step_by((trace.len() / CHECKED).max(1)).collect();
+        let sample: Vec<&Key<u32>> = trace
+            .iter()
+            .step_by((trace.len() / CHECKED).max(1))
+            .collect();
         for profile in &profiles {
             let started = Instant::now();
             let p = plan(&rows, profile, PlanOptions::default()).unwrap();
             let plan_ms = started.elapsed().as_secs_f64() * 1e3;
             let both = Offloaded::new(&rows, profile, PlanOptions::default()).unwrap();
             for k in &sample {
-                assert_eq!(both.lookup(k).unwrap(), software.lookup(k).map(|m| m.id), "{name} on {}", profile.name());
+                assert_eq!(
+                    both.lookup(k).unwrap(),
+                    software.lookup(k).map(|m| m.id),
+                    "{name} on {}",
+                    profile.name()
+                );
             }
             let hw = p.hardware_ids().count();
             let share = 100.0 * hw as f64 / rows.len() as f64;
-            println!("{:<10} {:<14} {:>7} {:>8.1} {:>9} {:>7} {:>9.1}", name, profile.name(), rows.len(), share, p.entries.len(), p.levels_used, plan_ms);
+            println!(
+                "{:<10} {:<14} {:>7} {:>8.1} {:>9} {:>7} {:>9.1}",
+                name,
+                profile.name(),
+                rows.len(),
+                share,
+                p.entries.len(),
+                p.levels_used,
+                plan_ms
+            );
             writeln!(
                 jsonl,
                 "{}",
@@ -111,7 +177,7 @@ fn main() {
             .unwrap();
         }
     }
-    let program = generated_program(512, 2000);
+    let program = generated_program(128, 400);
     for profile in &profiles {
         let started = Instant::now();
         let p = plan_program(&program, profile, PlanOptions::default()).unwrap();

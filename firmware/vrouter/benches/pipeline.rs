@@ -1,0 +1,366 @@
+//! `pipeline` benchmark (shared/design/BENCHMARKS.md): the whole dataplane on one core —
+//! rx burst -> parse -> session lookup -> classify on a miss -> act -> tx burst — on a
+//! net_ring port, with a 10,000-rule device program and 1,000,000 live sessions, against
+//! `dpdk-testpmd --forward-mode=io` (the "do nothing" limit) on the same vdev in the same
+//! run (interleaved, median of 5).
+//!
+//! Traffic: frames of established sessions circulate through the ring; in every burst a
+//! tenth get a fresh source port, so they open new sessions (classification, session
+//! creation and, the table being full, eviction). Correctness first: sampled verdicts must
+//! equal the reference interpreter's. Also measured: flow setups per second (every packet a
+//! new connection).
+//!
+//! Run: `cargo bench -p vrouter --features dpdk --bench pipeline` (`-- --quick`: smaller).
+//! Results: a table on stdout and JSON lines in `target/bench/pipeline.jsonl`.
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use palisade_dataplane::pipeline::{Compiled, Disposition, Pipeline, PipelineConfig, ProgramSlot};
+use palisade_dataplane::session::{NullSink, SessionConfig};
+use palisade_dpdk::{Eal, Mbuf, Mempool, MempoolConfig, Port, PortConfig, Vdev};
+use palisade_program::*;
+use palisade_wire::{PacketBuilder, tcp};
+
+#[path = "../../dpdk/benches/support/peer.rs"]
+mod peer;
+use peer::{cpu, median, testpmd, testpmd_mode, testpmd_version};
+
+const BURST: usize = 32;
+const CIRCULATING: usize = 512;
+const ENDPOINTS: u32 = 64;
+
+/// splitmix64: the same program and traffic every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn local(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0x0a00_0001 + (i << 8))
+}
+
+fn remote(r: &mut Rng) -> Ipv4Addr {
+    Ipv4Addr::from(0xac10_0000 | (r.next() as u32 & 0x000f_ffff))
+}
+
+/// 10,000 rules: egress from subsets of 64 local endpoints to remote sets, on ports
+/// 1000-1999; all traffic of the benchmark goes to port 443, allowed by the last rule
+/// (every packet's classification walks past the others).
+fn program(rules: usize) -> DeviceProgram {
+    let mut rng = Rng(42);
+    let sets = 256;
+    let address_sets = (0..sets)
+        .map(|s| AddressSet {
+            name: format!("set{s}"),
+            prefixes: PrefixSet::from_prefixes(
+                (0..8).map(|_| Prefix::truncating(IpAddr::V4(remote(&mut rng)), 24)),
+            ),
+        })
+        .collect();
+    let mut list: Vec<Rule> = (0..rules - 1)
+        .map(|j| Rule {
+            id: format!("r{j}"),
+            direction: if j % 2 == 0 {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+            endpoints: (0..ENDPOINTS).filter(|e| (e + j as u32) % 4 == 0).collect(),
+            remote: Some((j % sets) as u32),
+            protocol: Some(Protocol::TCP),
+            src_ports: vec![],
+            dst_ports: vec![PortRange::single(1000 + (j % 1000) as u16)],
+            action: if j % 3 == 0 {
+                Action::Deny
+            } else {
+                Action::Allow
+            },
+            log: false,
+            audit: false,
+            mirror: None,
+            redirect: None,
+        })
+        .collect();
+    list.push(Rule {
+        id: "https-out".into(),
+        direction: Direction::Egress,
+        endpoints: (0..ENDPOINTS).collect(),
+        remote: None,
+        protocol: Some(Protocol::TCP),
+        src_ports: vec![],
+        dst_ports: vec![PortRange::single(443)],
+        action: Action::Allow,
+        log: false,
+        audit: false,
+        mirror: None,
+        redirect: None,
+    });
+    DeviceProgram::new(ProgramParts {
+        format: FORMAT_VERSION,
+        device: "bench".into(),
+        generation: 1,
+        endpoints: (0..ENDPOINTS)
+            .map(|i| Endpoint {
+                name: format!("p/w{i:02}/eth0"),
+                addresses: vec![IpAddr::V4(local(i))],
+            })
+            .collect(),
+        address_sets,
+        tiers: vec![Tier {
+            kind: TierKind::Application,
+            rules: list,
+            defaults: vec![TierDefaults::both(Action::Deny); ENDPOINTS as usize],
+        }],
+        foreign: Action::Deny,
+    })
+    .unwrap()
+}
+
+fn frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let mut buf = vec![0u8; 128];
+    let n = PacketBuilder::ipv4(src, dst)
+        .tcp(tcp::Repr {
+            src_port: sport,
+            dst_port: dport,
+            flags: tcp::Flags::ACK,
+            ..Default::default()
+        })
+        .emit(&mut buf)
+        .unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// Offset of the TCP source port in our frames (Ethernet + 20-byte IPv4 header).
+const SPORT: usize = 14 + 20;
+
+fn run(
+    port: &mut Port,
+    pipeline: &mut Pipeline,
+    burst: &mut Vec<Mbuf>,
+    duration: Duration,
+    fresh: &mut u16,
+) -> f64 {
+    let start = Instant::now();
+    let mut packets = 0u64;
+    let mut outcomes = Vec::with_capacity(BURST);
+    let mut forward = [false; BURST];
+    while start.elapsed() < duration {
+        for _ in 0..256 {
+            if port.rx_burst(0, burst) == 0 {
+                continue;
+            }
+            // A tenth of the frames open new connections.
+            for m in burst.iter_mut().step_by(10) {
+                *fresh = fresh.wrapping_add(1).max(1024);
+                m.data_mut()[SPORT..SPORT + 2].copy_from_slice(&fresh.to_be_bytes());
+            }
+            let now = start.elapsed().as_nanos() as u64;
+            outcomes.clear();
+            pipeline.process(burst, now, &mut outcomes, &mut NullSink);
+            for (f, o) in forward.iter_mut().zip(&outcomes) {
+                *f = o.disposition == Disposition::Forward;
+            }
+            let mut i = 0;
+            burst.retain(|_| {
+                i += 1;
+                forward[i - 1]
+            });
+            packets += burst.len() as u64;
+            port.tx_burst(0, burst);
+            burst.clear();
+        }
+    }
+    packets as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (rounds, seconds, sessions, rules) = if quick {
+        (3, 1, 100_000, 1000)
+    } else {
+        (5, 2, 1_000_000, 10_000)
+    };
+    let program = program(rules);
+
+    // Correctness first: sampled verdicts equal the reference interpreter's.
+    let compiled = Compiled::new(program.clone()).unwrap();
+    let mut rng = Rng(7);
+    let mut check = Pipeline::new(
+        PipelineConfig::default(),
+        Arc::new(ProgramSlot::new(Compiled::new(program.clone()).unwrap())),
+    );
+    for k in 0..5000u32 {
+        let (src, dst) = (local(k % ENDPOINTS), remote(&mut rng));
+        let dport = if k % 2 == 0 {
+            443
+        } else {
+            1000 + (rng.next() % 1000) as u16
+        };
+        let f = frame(src, dst, 30000 + (k % 30000) as u16, dport);
+        let mut out = Vec::new();
+        check.process(&[f], 0, &mut out, &mut NullSink);
+        let want = program.evaluate(&Packet {
+            src: src.into(),
+            dst: dst.into(),
+            protocol: Protocol::TCP,
+            src_port: 30000 + (k % 30000) as u16,
+            dst_port: dport,
+        });
+        assert_eq!(
+            out[0].disposition == Disposition::Forward,
+            want.allowed,
+            "packet {k}"
+        );
+    }
+    drop(compiled);
+
+    let config = PipelineConfig {
+        sessions: SessionConfig {
+            max_sessions: sessions,
+            ..SessionConfig::default()
+        },
+        ..PipelineConfig::default()
+    };
+    let slot = Arc::new(ProgramSlot::new(Compiled::new(program).unwrap()));
+    let mut pipeline = Pipeline::new(config, Arc::clone(&slot));
+
+    // Flow setups per second: every frame a new connection, until the table is full.
+    let setup_frames: Vec<Vec<u8>> = (0..sessions as u32)
+        .map(|k| {
+            frame(
+                local(k % ENDPOINTS),
+                Ipv4Addr::from(0xac10_0000 | (k >> 6)),
+                1024 + (k % 60000) as u16,
+                443,
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let mut out = Vec::with_capacity(BURST);
+    for chunk in setup_frames.chunks(BURST) {
+        out.clear();
+        pipeline.process(
+            chunk,
+            started.elapsed().as_nanos() as u64,
+            &mut out,
+            &mut NullSink,
+        );
+    }
+    let setups = sessions as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(
+        pipeline.sessions().len(),
+        sessions,
+        "every setup frame opened a session"
+    );
+
+    let eal = Eal::init(Eal::SOFTWARE_ONLY.iter().chain(&["-l", "0"])).expect("EAL");
+    let pool = Mempool::create(
+        eal,
+        "bench",
+        &MempoolConfig {
+            capacity: 4095,
+            ..MempoolConfig::default()
+        },
+    )
+    .expect("pool");
+    let id = Vdev::Ring.create(eal, "pipe").expect("net_ring vdev");
+    let mut port = Port::configure(id, &PortConfig::new(pool)).expect("configure");
+    port.start().expect("start");
+    // Frames of established sessions circulate.
+    let mut burst: Vec<Mbuf> = Vec::with_capacity(BURST);
+    for frames in setup_frames.chunks(BURST).take(CIRCULATING / BURST) {
+        for f in frames {
+            let mut m = pool.alloc().expect("mbuf");
+            m.append(f).expect("room");
+            burst.push(m);
+        }
+        assert_eq!(port.tx_burst(0, &mut burst), frames.len());
+        burst.clear();
+    }
+    drop(setup_frames);
+
+    let mut fresh = 1024u16;
+    run(
+        &mut port,
+        &mut pipeline,
+        &mut burst,
+        Duration::from_millis(300),
+        &mut fresh,
+    );
+    let (mut ours, mut peer) = (Vec::new(), Vec::new());
+    let mut peer_error = None;
+    for round in 0..rounds {
+        ours.push(run(
+            &mut port,
+            &mut pipeline,
+            &mut burst,
+            Duration::from_secs(seconds),
+            &mut fresh,
+        ));
+        if peer_error.is_none() {
+            match testpmd(seconds) {
+                Ok(pps) => peer.push(pps),
+                Err(e) => peer_error = Some(e),
+            }
+        }
+        eprintln!("round {}/{rounds} done", round + 1);
+    }
+    let ours = median(ours);
+    let peer = (!peer.is_empty()).then(|| median(peer));
+    let c = pipeline.sessions().counters();
+    println!(
+        "\npipeline: net_ring, one core, {rules} rules, {sessions} sessions, 1 in 10 packets a new connection; median of {rounds} x {seconds} s"
+    );
+    println!("cpu: {}; DPDK {}", cpu(), testpmd_version());
+    println!("{:<34} {:>10}", "", "Mpps");
+    println!("{:<34} {:>10.2}", "palisade pipeline", ours / 1e6);
+    match (peer, &peer_error) {
+        (Some(p), _) => {
+            println!("{:<34} {:>10.2}", "dpdk-testpmd --forward-mode=io", p / 1e6);
+            println!("ratio pipeline / testpmd: {:.3}", ours / p);
+        }
+        (None, Some(e)) => println!("dpdk-testpmd: not measured: {e}"),
+        (None, None) => {}
+    }
+    // Context: testpmd modes that touch every packet (net_ring io-forward only moves pointers).
+    for mode in ["macswap", "csum"] {
+        if let Ok(pps) = testpmd_mode(mode, seconds) {
+            println!(
+                "{:<34} {:>10.2}  (ratio {:.3})",
+                format!("dpdk-testpmd --forward-mode={mode}"),
+                pps / 1e6,
+                ours / pps
+            );
+        }
+    }
+    println!(
+        "flow setups: {:.0}/s; sessions created {}, evicted {}",
+        setups, c.created, c.evicted
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("pipeline.jsonl"))
+        .unwrap();
+    writeln!(
+        f,
+        "{{\"bench\":\"pipeline\",\"rules\":{rules},\"sessions\":{sessions},\"pps\":{ours:.0},\"testpmd_pps\":{},\"ratio\":{},\"flow_setups_per_s\":{setups:.0},\"rounds\":{rounds},\"cpu\":\"{}\"}}",
+        peer.map_or("null".into(), |p| format!("{p:.0}")),
+        peer.map_or("null".into(), |p| format!("{:.4}", ours / p)),
+        cpu()
+    )
+    .unwrap();
+}
