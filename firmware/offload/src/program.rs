@@ -1,6 +1,7 @@
 //! Planning a whole device program: each direction's IPv4 rows are planned on their own
-//! (hardware cannot match the direction), and every program rule is reported as in
-//! hardware, in software, or split (some of its rows in each).
+//! (hardware cannot match the direction) within a share of the device's capacity
+//! proportional to its rows, and every program rule is reported as in hardware, in
+//! software, or split (some of its rows in each).
 
 use palisade_classifier::{Entry, Rule, direction_tag, flatten};
 use palisade_hw_profiles::Profile;
@@ -82,8 +83,16 @@ pub fn plan_program(
         row_entry[side].push(*entry);
     }
     let [ingress_rows, egress_rows] = rows;
-    let ingress = plan(&ingress_rows, profile, options)?;
-    let egress = plan(&egress_rows, profile, options)?;
+    // Both directions live in one device: share its capacity in proportion to their rows.
+    let capacity = crate::plan::engine_for(profile).map_or(0, |e| e.capacity.get());
+    let capacity = options.max_entries.map_or(capacity, |m| m.min(capacity));
+    let total = (ingress_rows.len() + egress_rows.len()).max(1) as u64;
+    let share = |rows: usize| PlanOptions {
+        max_entries: Some(capacity * rows as u64 / total),
+        ..options
+    };
+    let ingress = plan(&ingress_rows, profile, share(ingress_rows.len()))?;
+    let egress = plan(&egress_rows, profile, share(egress_rows.len()))?;
     let mut tallies = vec![Tally::default(); flat.entries.len()];
     for (p, entries) in [(&ingress, &row_entry[0]), (&egress, &row_entry[1])] {
         for placement in &p.placements {
