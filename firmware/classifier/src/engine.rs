@@ -29,6 +29,8 @@ pub trait Addr: Copy + Eq + Hash + Ord + std::fmt::Debug + Default + Send + Sync
     fn and(self, other: Self) -> Self;
     /// The address folded to 64 bits (exact for IPv4).
     fn word(self) -> u64;
+    /// How many leading bits `self` and `other` share.
+    fn common_prefix(self, other: Self) -> u32;
 }
 
 impl Addr for u32 {
@@ -50,6 +52,10 @@ impl Addr for u32 {
     fn word(self) -> u64 {
         u64::from(self)
     }
+
+    fn common_prefix(self, other: Self) -> u32 {
+        (self ^ other).leading_zeros()
+    }
 }
 
 impl Addr for u128 {
@@ -70,6 +76,10 @@ impl Addr for u128 {
 
     fn word(self) -> u64 {
         (self as u64) ^ ((self >> 64) as u64).rotate_left(31)
+    }
+
+    fn common_prefix(self, other: Self) -> u32 {
+        (self ^ other).leading_zeros()
     }
 }
 
@@ -120,11 +130,11 @@ pub struct Match {
 #[derive(Clone, Copy, Debug, Default)]
 struct Candidate<A: Addr> {
     src: A,
-    src_mask: A,
     dst: A,
-    dst_mask: A,
     sport: (u16, u16),
     dport: (u16, u16),
+    src_len: u8,
+    dst_len: u8,
     proto: u8,
     proto_mask: u8,
     /// `priority << 32 | id`: one number orders candidates, ties on priority going to the
@@ -140,8 +150,8 @@ fn rank(priority: u32, id: u32) -> u64 {
 impl<A: Addr> Candidate<A> {
     #[inline(always)]
     fn matches(&self, k: &Key<A>) -> bool {
-        k.src.and(self.src_mask) == self.src
-            && k.dst.and(self.dst_mask) == self.dst
+        k.src.common_prefix(self.src) >= u32::from(self.src_len)
+            && k.dst.common_prefix(self.dst) >= u32::from(self.dst_len)
             && self.dport.0 <= k.dport
             && k.dport <= self.dport.1
             && self.sport.0 <= k.sport
@@ -466,7 +476,7 @@ impl<A: Addr> Table<A> {
 /// Where a rule lives, for deletes.
 #[derive(Clone, Copy, Debug)]
 struct Place<A: Addr> {
-    table: usize,
+    table: u32,
     key: BucketKey<A>,
 }
 
@@ -587,9 +597,9 @@ impl<A: Addr> Engine<A> {
     fn candidate(rule: &Rule<A>, priority: u32, id: u32) -> Candidate<A> {
         Candidate {
             src: rule.src.0,
-            src_mask: A::mask(rule.src.1),
+            src_len: rule.src.1,
             dst: rule.dst.0,
-            dst_mask: A::mask(rule.dst.1),
+            dst_len: rule.dst.1,
             sport: rule.sport,
             dport: rule.dport,
             proto: rule.proto.0 & rule.proto.1,
@@ -627,7 +637,13 @@ impl<A: Addr> Engine<A> {
             proto: rule.proto.0,
         });
         table.add(key, Self::candidate(&rule, priority, id));
-        self.places.insert(id, Place { table: t, key });
+        self.places.insert(
+            id,
+            Place {
+                table: t as u32,
+                key,
+            },
+        );
         Ok(t)
     }
 
@@ -678,7 +694,7 @@ impl<A: Addr> Engine<A> {
     /// Deletes one rule by id.
     pub fn remove(&mut self, id: u32) -> Result<(), UpdateError> {
         let place = self.places.remove(&id).ok_or(UpdateError::UnknownId(id))?;
-        let removed = self.tables[place.table].remove(&place.key, id);
+        let removed = self.tables[place.table as usize].remove(&place.key, id);
         debug_assert!(removed, "places and tables agree");
         Ok(())
     }
