@@ -328,34 +328,53 @@ pub fn overlap(a: &Rule<u32>, b: &Rule<u32>) -> bool {
         && a.proto.0 & common == b.proto.0 & common
 }
 
+/// Rules grouped by level, so "the highest level overlapping this rule" can scan from the
+/// top level down and stop at the first overlap.
+#[derive(Default)]
+struct ByLevel(Vec<Vec<Rule<u32>>>);
+
+impl ByLevel {
+    /// The highest level above `floor` holding a rule that overlaps `r`.
+    fn max_overlapping(&self, r: &Rule<u32>, floor: Option<u32>) -> Option<u32> {
+        let start = floor.map_or(0, |f| f as usize + 1);
+        (start..self.0.len())
+            .rev()
+            .find(|&l| self.0[l].iter().any(|q| overlap(q, r)))
+            .map(|l| l as u32)
+    }
+
+    fn add(&mut self, r: Rule<u32>, level: u32) {
+        let l = level as usize;
+        if self.0.len() <= l {
+            self.0.resize_with(l + 1, Vec::new);
+        }
+        self.0[l].push(r);
+    }
+}
+
 /// Offloaded rules indexed for "the highest level among those overlapping this one".
+/// Typical queries stop early: a wide rule overlaps something near the top level at once,
+/// a narrow one only looks at its destination's /16 and the wide rules.
 #[derive(Default)]
 struct Levels {
-    /// Rules with a destination of /16 or longer, by the top 16 bits.
-    by_dst: HashMap<u16, Vec<(Rule<u32>, u32)>>,
-    /// The others.
-    wide: Vec<(Rule<u32>, u32)>,
+    /// Rules with a destination of /16 or longer, by the top 16 bits of it.
+    by_dst: HashMap<u16, ByLevel>,
+    /// Rules with a shorter destination.
+    wide: ByLevel,
+    /// Every rule.
+    all: ByLevel,
 }
 
 impl Levels {
     fn max_overlapping(&self, r: &Rule<u32>) -> Option<u32> {
-        let scan = |list: &[(Rule<u32>, u32)]| {
-            list.iter()
-                .filter(|(q, _)| overlap(q, r))
-                .map(|(_, l)| *l)
-                .max()
-        };
-        let mut best = scan(&self.wide);
-        if r.dst.1 >= 16 {
-            if let Some(list) = self.by_dst.get(&((r.dst.0 >> 16) as u16)) {
-                best = best.max(scan(list));
-            }
-        } else {
-            for list in self.by_dst.values() {
-                best = best.max(scan(list));
-            }
+        if r.dst.1 < 16 {
+            return self.all.max_overlapping(r, None);
         }
-        best
+        let narrow = self
+            .by_dst
+            .get(&((r.dst.0 >> 16) as u16))
+            .and_then(|b| b.max_overlapping(r, None));
+        narrow.max(self.wide.max_overlapping(r, narrow))
     }
 
     fn add(&mut self, r: Rule<u32>, level: u32) {
@@ -363,10 +382,11 @@ impl Levels {
             self.by_dst
                 .entry((r.dst.0 >> 16) as u16)
                 .or_default()
-                .push((r, level));
+                .add(r, level);
         } else {
-            self.wide.push((r, level));
+            self.wide.add(r, level);
         }
+        self.all.add(r, level);
     }
 }
 
