@@ -104,6 +104,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule<u32>>, FormatError> {
                 sport: parse_range(fields[2], line, "source ports")?,
                 dport: parse_range(fields[3], line, "destination ports")?,
                 proto: parse_proto(fields[4], line)?,
+                locals: crate::ANY_LOCAL,
             })
         })
         .collect()
@@ -136,6 +137,7 @@ pub fn parse_trace(text: &str) -> Result<Vec<Key<u32>>, FormatError> {
                 sport: num(f[2], 65535, "source port")? as u16,
                 dport: num(f[3], 65535, "destination port")? as u16,
                 proto: num(f[4], 255, "protocol")? as u8,
+                local: 0,
             })
         })
         .collect()

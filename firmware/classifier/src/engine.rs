@@ -3,9 +3,11 @@
 //!
 //! Rules are grouped into **tables** by the *class* of their two prefix lengths (each length
 //! rounded down to one of a few class boundaries, e.g. 0/16/32 for IPv4) and by whether their
-//! protocol is exact. Inside a table, a hash map goes from the key's fields masked to the
-//! table's lengths (plus tag and, for protocol-exact tables, protocol) to the table's rules
-//! with those bits, sorted by priority. Every rule sits in exactly one bucket: no
+//! protocol and destination port are exact. Inside a table, a hash map goes from the key's
+//! fields masked to the table's lengths (plus tag and, where the table's shape says so,
+//! protocol and destination port) to the table's rules with those bits, sorted by priority.
+//! Firewall rules often share remote prefixes and differ by port: hashing an exact port
+//! keeps their buckets small. Every rule sits in exactly one bucket: no
 //! replication, so memory and build time are linear and an update touches one bucket.
 //!
 //! A lookup probes the tables in order of the best (lowest) priority they hold and stops as
@@ -98,7 +100,13 @@ pub struct Rule<A: Addr> {
     pub dport: (u16, u16),
     /// Protocol value and mask: matches when `proto & mask == value & mask`.
     pub proto: (u8, u8),
+    /// The local endpoints the rule applies to: an index into the endpoint sets given to
+    /// [`Options::local_sets`], or [`ANY_LOCAL`].
+    pub locals: u32,
 }
+
+/// A rule's `locals` when it applies whatever the key's `local` is.
+pub const ANY_LOCAL: u32 = u32::MAX;
 
 /// What a lookup is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -115,6 +123,8 @@ pub struct Key<A: Addr> {
     pub dport: u16,
     /// Protocol.
     pub proto: u8,
+    /// The local endpoint the key is about, for rules restricted to endpoint sets.
+    pub local: u32,
 }
 
 /// A match: the rule's priority and the caller's id for it.
@@ -137,6 +147,7 @@ struct Candidate<A: Addr> {
     dst_len: u8,
     proto: u8,
     proto_mask: u8,
+    locals: u32,
     /// `priority << 32 | id`: one number orders candidates, ties on priority going to the
     /// lower id, so the answer never depends on table or bucket order.
     rank: u64,
@@ -149,7 +160,7 @@ fn rank(priority: u32, id: u32) -> u64 {
 
 impl<A: Addr> Candidate<A> {
     #[inline(always)]
-    fn matches(&self, k: &Key<A>) -> bool {
+    fn matches(&self, k: &Key<A>, locals: &[Vec<u64>]) -> bool {
         k.src.common_prefix(self.src) >= u32::from(self.src_len)
             && k.dst.common_prefix(self.dst) >= u32::from(self.dst_len)
             && self.dport.0 <= k.dport
@@ -157,15 +168,21 @@ impl<A: Addr> Candidate<A> {
             && self.sport.0 <= k.sport
             && k.sport <= self.sport.1
             && k.proto & self.proto_mask == self.proto
+            && (self.locals == ANY_LOCAL || {
+                let set = &locals[self.locals as usize];
+                set.get(k.local as usize / 64)
+                    .is_some_and(|w| w & (1 << (k.local % 64)) != 0)
+            })
     }
 }
 
-/// A bucket key: the masked addresses plus tag and (for protocol-exact tables) protocol.
+/// A bucket key: the masked addresses plus tag and, for tables where they are exact,
+/// protocol and destination port (`tag << 24 | proto << 16 | dport`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 struct BucketKey<A: Addr> {
     src: A,
     dst: A,
-    tag_proto: u16,
+    extra: u32,
 }
 
 impl<A: Addr> BucketKey<A> {
@@ -174,18 +191,21 @@ impl<A: Addr> BucketKey<A> {
     /// adversarially per table; a collision costs a probe, never a wrong answer.
     #[inline(always)]
     fn hash(&self) -> u64 {
-        let x =
-            self.src.word().rotate_left(32) ^ self.dst.word() ^ (u64::from(self.tag_proto) << 17);
+        let x = self.src.word().rotate_left(32)
+            ^ self.dst.word()
+            ^ u64::from(self.extra).rotate_left(17);
         x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 }
 
-/// The shape of a table: class lengths and whether the protocol is part of the key.
+/// The shape of a table: class lengths and whether the protocol and the destination port
+/// are part of the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Shape {
     src_len: u8,
     dst_len: u8,
     proto_exact: bool,
+    dport_exact: bool,
 }
 
 /// One hash slot: the bucket key, the bucket's best candidate inline (most buckets hold one
@@ -257,9 +277,14 @@ impl<A: Addr> Table<A> {
         BucketKey {
             src: k.src.and(self.src_mask),
             dst: k.dst.and(self.dst_mask),
-            tag_proto: u16::from(k.tag) << 8
+            extra: u32::from(k.tag) << 24
                 | if self.shape.proto_exact {
-                    u16::from(k.proto)
+                    u32::from(k.proto) << 16
+                } else {
+                    0
+                }
+                | if self.shape.dport_exact {
+                    u32::from(k.dport)
                 } else {
                     0
                 },
@@ -506,6 +531,24 @@ pub struct Engine<A: Addr> {
     order: Vec<usize>,
     by_shape: HashMap<Shape, usize>,
     places: HashMap<u32, Place<A>>,
+    /// Local-endpoint sets, as bitmaps, that rules refer to by index.
+    locals: Vec<Vec<u64>>,
+    /// Whether exact destination ports are part of bucket keys.
+    key_dport: bool,
+}
+
+/// How an engine is built.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Sets of local endpoints (ids) that rules can be restricted to: `Rule::locals`
+    /// indexes this list. More can be added with [`Engine::add_locals`].
+    pub local_sets: Vec<Vec<u32>>,
+    /// Put exact destination ports in the bucket keys (tables split by whether a rule's
+    /// port is exact). Pays off when many rules share address prefixes and differ by port,
+    /// as a device program's do once local addresses become endpoint sets; on rule sets
+    /// whose addresses already spread the rules (ClassBench) the extra tables cost more
+    /// probes than they save.
+    pub key_dport: bool,
 }
 
 impl<A: Addr> Default for Engine<A> {
@@ -531,6 +574,8 @@ impl<A: Addr> Engine<A> {
             order: Vec::new(),
             by_shape: HashMap::new(),
             places: HashMap::new(),
+            locals: Vec::new(),
+            key_dport: false,
         }
     }
 
@@ -549,7 +594,17 @@ impl<A: Addr> Engine<A> {
         self.tables.len()
     }
 
-    fn check(rule: &Rule<A>, id: u32) -> Result<(), UpdateError> {
+    fn check(&self, rule: &Rule<A>, id: u32) -> Result<(), UpdateError> {
+        if rule.locals != ANY_LOCAL && rule.locals as usize >= self.locals.len() {
+            return Err(UpdateError::BadRule {
+                id,
+                problem: format!(
+                    "local-endpoint set {} does not exist ({} given)",
+                    rule.locals,
+                    self.locals.len()
+                ),
+            });
+        }
         for (name, (addr, len)) in [("source", rule.src), ("destination", rule.dst)] {
             if len > A::BITS {
                 return Err(UpdateError::BadRule {
@@ -575,11 +630,12 @@ impl<A: Addr> Engine<A> {
         Ok(())
     }
 
-    fn shape_of(rule: &Rule<A>) -> Shape {
+    fn shape_of(&self, rule: &Rule<A>) -> Shape {
         Shape {
             src_len: class_of::<A>(rule.src.1),
             dst_len: class_of::<A>(rule.dst.1),
             proto_exact: rule.proto.1 == u8::MAX,
+            dport_exact: self.key_dport && rule.dport.0 == rule.dport.1,
         }
     }
 
@@ -604,6 +660,7 @@ impl<A: Addr> Engine<A> {
             dport: rule.dport,
             proto: rule.proto.0 & rule.proto.1,
             proto_mask: rule.proto.1,
+            locals: rule.locals,
             rank: rank(priority, id),
         }
     }
@@ -616,7 +673,7 @@ impl<A: Addr> Engine<A> {
         id: u32,
         capacity: usize,
     ) -> Result<usize, UpdateError> {
-        Self::check(&rule, id)?;
+        self.check(&rule, id)?;
         if rank(priority, id) == EMPTY {
             return Err(UpdateError::BadRule {
                 id,
@@ -626,15 +683,16 @@ impl<A: Addr> Engine<A> {
         if self.places.contains_key(&id) {
             return Err(UpdateError::DuplicateId(id));
         }
-        let t = self.table_for(Self::shape_of(&rule), capacity);
+        let t = self.table_for(self.shape_of(&rule), capacity);
         let table = &mut self.tables[t];
         let key = table.bucket_key(&Key {
             tag: rule.tag,
             src: rule.src.0,
             dst: rule.dst.0,
             sport: 0,
-            dport: 0,
+            dport: rule.dport.0,
             proto: rule.proto.0,
+            local: 0,
         });
         table.add(key, Self::candidate(&rule, priority, id));
         self.places.insert(
@@ -651,15 +709,43 @@ impl<A: Addr> Engine<A> {
     pub fn build(
         rules: impl IntoIterator<Item = (Rule<A>, u32, u32)>,
     ) -> Result<Self, UpdateError> {
+        Self::build_with(&Options::default(), rules)
+    }
+
+    /// Adds a set of local endpoints (ids) rules can be restricted to; returns its index.
+    pub fn add_locals(&mut self, endpoints: &[u32]) -> u32 {
+        let mut bits = vec![0u64; endpoints.iter().max().map_or(0, |&m| m as usize / 64 + 1)];
+        for &e in endpoints {
+            bits[e as usize / 64] |= 1 << (e % 64);
+        }
+        self.locals.push(bits);
+        (self.locals.len() - 1) as u32
+    }
+
+    /// An empty engine with options.
+    pub fn with_options(options: &Options) -> Self {
+        let mut engine = Self::new();
+        engine.key_dport = options.key_dport;
+        for set in &options.local_sets {
+            engine.add_locals(set);
+        }
+        engine
+    }
+
+    /// Builds an engine with options from `(rule, priority, id)` triples.
+    pub fn build_with(
+        options: &Options,
+        rules: impl IntoIterator<Item = (Rule<A>, u32, u32)>,
+    ) -> Result<Self, UpdateError> {
         let rules: Vec<(Rule<A>, u32, u32)> = rules.into_iter().collect();
+        let mut engine = Self::with_options(options);
         let mut per_shape: HashMap<Shape, usize> = HashMap::new();
         for (rule, _, _) in &rules {
-            *per_shape.entry(Self::shape_of(rule)).or_default() += 1;
+            *per_shape.entry(engine.shape_of(rule)).or_default() += 1;
         }
-        let mut engine = Self::new();
         engine.places.reserve(rules.len());
         for (rule, priority, id) in rules {
-            let capacity = per_shape[&Self::shape_of(&rule)] * 4 / 3 + 1;
+            let capacity = per_shape[&engine.shape_of(&rule)] * 4 / 3 + 1;
             engine.add(rule, priority, id, capacity)?;
         }
         engine.sort_order();
@@ -676,7 +762,7 @@ impl<A: Addr> Engine<A> {
     pub fn insert(&mut self, rule: Rule<A>, priority: u32, id: u32) -> Result<(), UpdateError> {
         let old_min = self
             .by_shape
-            .get(&Self::shape_of(&rule))
+            .get(&self.shape_of(&rule))
             .map_or(u64::MAX, |&t| self.tables[t].min_rank);
         let t = self.add(rule, priority, id, 8)?;
         let new = rank(priority, id);
@@ -718,7 +804,7 @@ impl<A: Addr> Engine<A> {
                 if c.rank >= best {
                     break;
                 }
-                if c.rank >= floor && c.matches(key) {
+                if c.rank >= floor && c.matches(key, &self.locals) {
                     best = c.rank;
                     break;
                 }
@@ -760,6 +846,7 @@ impl<A: Addr> Engine<A> {
             })
             .sum();
         let place_entry = std::mem::size_of::<(u32, Place<A>)>() + 1;
-        tables + self.places.capacity() * place_entry + self.order.capacity() * 8
+        let locals: usize = self.locals.iter().map(|b| b.capacity() * 8 + 24).sum();
+        tables + locals + self.places.capacity() * place_entry + self.order.capacity() * 8
     }
 }

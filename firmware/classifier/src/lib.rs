@@ -8,7 +8,7 @@ pub mod classbench;
 mod engine;
 mod program;
 
-pub use engine::{Addr, Engine, Key, Match, Rule, UpdateError};
+pub use engine::{ANY_LOCAL, Addr, Engine, Key, Match, Options, Rule, UpdateError};
 pub use program::{
     Decided, Entry, Flattened, Judgement, ProgramClassifier, Side, direction_tag, flatten,
 };

@@ -1,20 +1,25 @@
 //! A device program compiled for the fast path: the same verdicts as the reference
 //! interpreter (`DeviceProgram::evaluate`), from one tuple-space lookup per tier decision.
 //!
-//! Each program rule becomes engine entries — one per (local address, remote prefix, port
-//! range pair) — tagged with the direction, so an egress entry is `src = local address,
-//! dst = remote prefix` and an ingress one the other way round. Entries take priorities in
-//! program order: tier by tier, rule by rule; after a tier's rules come its per-endpoint
-//! defaults (allow or deny), as entries matching any remote. A side is judged by looking up
-//! the best entry; a `next-tier` rule restarts the lookup at the next tier's first
-//! priority. No entry at all means every tier passed: allowed.
+//! Each program rule becomes engine entries — one per (remote prefix, port range pair) —
+//! tagged with the direction and restricted to the rule's local endpoints (a set the engine
+//! keeps as a bitmap), so an egress entry is `src = any, dst = remote prefix` and an
+//! ingress one the other way round. Entries take priorities in program order: tier by
+//! tier, rule by rule; after a tier's rules come its defaults (allow or deny, one entry per
+//! action and direction, restricted to the endpoints having it), matching any remote. A
+//! side is judged by looking up the best entry for the local endpoint; a `next-tier` rule
+//! restarts the lookup at the next tier's first priority. No entry at all means every tier
+//! passed: allowed.
+//!
+//! [`flatten`] gives the address-expanded form instead — one row per local address too —
+//! for consumers without endpoint sets, such as a NIC's flow tables.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use palisade_program::{Action, DeviceProgram, Direction, Packet, PortRange, Prefix, TierKind};
 
-use crate::engine::{Addr, Engine, Key, Rule, UpdateError};
+use crate::engine::{ANY_LOCAL, Addr, Engine, Key, Options, Rule, UpdateError};
 
 /// What a flattened row stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +42,8 @@ pub enum Entry {
 
 /// A device program as flat engine rows: `(rule, priority, entry)` where `entry` indexes
 /// [`Flattened::entries`]. Rows are tagged with the direction (1 egress, 0 ingress).
+/// [`flatten`]'s rows name local addresses and apply to any local endpoint
+/// ([`ANY_LOCAL`]).
 #[derive(Clone, Debug, Default)]
 pub struct Flattened {
     /// IPv4 rows.
@@ -47,6 +54,9 @@ pub struct Flattened {
     pub entries: Vec<Entry>,
     /// First priority of each tier, plus one past the last.
     pub tier_start: Vec<u32>,
+    /// The local-endpoint sets rows are restricted to (`Rule::locals` indexes it); empty
+    /// in the address-expanded form.
+    pub local_sets: Vec<Vec<u32>>,
 }
 
 /// The row tag of a direction.
@@ -141,19 +151,46 @@ struct Family<A: Addr> {
     rules: Vec<(Rule<A>, u32, u32)>,
 }
 
-impl<A: Addr> Family<A> {
-    /// The engine (row number as id) and each row's entry.
-    fn build(self) -> Result<(Engine<A>, Vec<u32>), UpdateError> {
-        let entries = self.rules.iter().map(|(_, _, e)| *e).collect();
-        let engine = Engine::build(
-            self.rules
-                .into_iter()
-                .enumerate()
-                .map(|(row, (r, p, _))| (r, p, row as u32)),
-        )?;
-        Ok((engine, entries))
-    }
+/// Builds a family's engine (row number as id) and gives each row's entry.
+fn build_family<A: Addr>(
+    rules: Vec<(Rule<A>, u32, u32)>,
+    local_sets: &[Vec<u32>],
+) -> Result<(Engine<A>, Vec<u32>), UpdateError> {
+    let entries = rules.iter().map(|(_, _, e)| *e).collect();
+    let options = Options {
+        local_sets: local_sets.to_vec(),
+        key_dport: true,
+    };
+    let engine = Engine::build_with(
+        &options,
+        rules
+            .into_iter()
+            .enumerate()
+            .map(|(row, (r, p, _))| (r, p, row as u32)),
+    )?;
+    Ok((engine, entries))
+}
 
+/// Local-endpoint sets, deduplicated.
+#[derive(Default)]
+struct LocalSets {
+    index: HashMap<Vec<u32>, u32>,
+    sets: Vec<Vec<u32>>,
+}
+
+impl LocalSets {
+    fn get(&mut self, endpoints: &[u32]) -> u32 {
+        if let Some(&i) = self.index.get(endpoints) {
+            return i;
+        }
+        let i = self.sets.len() as u32;
+        self.sets.push(endpoints.to_vec());
+        self.index.insert(endpoints.to_vec(), i);
+        i
+    }
+}
+
+impl<A: Addr> Family<A> {
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
@@ -163,6 +200,7 @@ impl<A: Addr> Family<A> {
         sport: (u16, u16),
         dport: (u16, u16),
         proto: (u8, u8),
+        locals: u32,
         priority: u32,
         id: u32,
     ) {
@@ -178,6 +216,7 @@ impl<A: Addr> Family<A> {
                 sport,
                 dport,
                 proto,
+                locals,
             },
             priority,
             id,
@@ -188,12 +227,30 @@ impl<A: Addr> Family<A> {
 /// Flattens a program into engine rows: one per (rule, local address, remote prefix, port
 /// range pair), plus each tier's non-fall-through defaults after its rules.
 pub fn flatten(program: &DeviceProgram) -> Flattened {
+    flatten_with(program, false)
+}
+
+/// Flattens a program; `by_endpoint` restricts rows to local-endpoint sets instead of
+/// naming every local address, and groups a tier's defaults by action.
+fn flatten_with(program: &DeviceProgram, by_endpoint: bool) -> Flattened {
     let mut v4 = Family::<u32> { rules: Vec::new() };
     let mut v6 = Family::<u128> { rules: Vec::new() };
+    let mut sets = LocalSets::default();
     let mut entries = Vec::new();
     let mut tier_start = Vec::new();
     let mut priority = 0u32;
     let endpoints = program.endpoints();
+    // The local side of a row: each local address, or any address of the endpoint set.
+    let mut locals = |list: &[u32]| -> Vec<(Option<IpAddr>, u32)> {
+        if by_endpoint {
+            vec![(None, sets.get(list))]
+        } else {
+            list.iter()
+                .flat_map(|&e| endpoints[e as usize].addresses.iter())
+                .map(|a| (Some(*a), ANY_LOCAL))
+                .collect()
+        }
+    };
     for (ti, tier) in program.tiers().iter().enumerate() {
         tier_start.push(priority);
         for (ri, rule) in tier.rules.iter().enumerate() {
@@ -212,26 +269,25 @@ pub fn flatten(program: &DeviceProgram) -> Flattened {
             };
             let sports = ranges(&rule.src_ports);
             let dports = ranges(&rule.dst_ports);
-            for &e in &rule.endpoints {
-                for local in &endpoints[e as usize].addresses {
-                    let host = Prefix::host(*local);
-                    for r in &remote {
-                        for &sp in &sports {
-                            for &dp in &dports {
-                                match (
-                                    v4_prefix(&host),
-                                    v4_prefix(r),
-                                    v6_prefix(&host),
-                                    v6_prefix(r),
-                                ) {
-                                    (Some(l), Some(r), _, _) => {
-                                        v4.push(rule.direction, l, r, sp, dp, proto, priority, id)
-                                    }
-                                    (_, _, Some(l), Some(r)) => {
-                                        v6.push(rule.direction, l, r, sp, dp, proto, priority, id)
-                                    }
-                                    _ => {}
+            if rule.endpoints.is_empty() {
+                priority += 1;
+                continue;
+            }
+            for (local, set) in locals(&rule.endpoints) {
+                for r in &remote {
+                    for &sp in &sports {
+                        for &dp in &dports {
+                            let (d, p) = (rule.direction, priority);
+                            match (local, v4_prefix(r), v6_prefix(r)) {
+                                (None | Some(IpAddr::V4(_)), Some(r), _) => {
+                                    let l = local.and_then(|a| v4_prefix(&Prefix::host(a)));
+                                    v4.push(d, l.unwrap_or((0, 0)), r, sp, dp, proto, set, p, id)
                                 }
+                                (None | Some(IpAddr::V6(_)), _, Some(r)) => {
+                                    let l = local.and_then(|a| v6_prefix(&Prefix::host(a)));
+                                    v6.push(d, l.unwrap_or((0, 0)), r, sp, dp, proto, set, p, id)
+                                }
+                                _ => {}
                             }
                         }
                     }
@@ -239,43 +295,34 @@ pub fn flatten(program: &DeviceProgram) -> Flattened {
             }
             priority += 1;
         }
-        // The tier's defaults for each endpoint and direction, after its rules.
-        for (e, defaults) in tier.defaults.iter().enumerate() {
-            for direction in [Direction::Ingress, Direction::Egress] {
+        // The tier's defaults, after its rules: per endpoint and direction, or per action
+        // and direction for the endpoints having it.
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let mut groups: Vec<(Action, Vec<u32>)> = Vec::new();
+            for (e, defaults) in tier.defaults.iter().enumerate() {
                 let action = defaults.get(direction);
                 if action == Action::NextTier {
                     continue;
                 }
+                match groups.iter_mut().find(|(a, _)| by_endpoint && *a == action) {
+                    Some((_, list)) => list.push(e as u32),
+                    None => groups.push((action, vec![e as u32])),
+                }
+            }
+            for (action, list) in groups {
                 let id = entries.len() as u32;
                 entries.push(Entry::Default {
                     tier: ti as u16,
                     action,
                 });
-                for local in &endpoints[e].addresses {
-                    let host = Prefix::host(*local);
-                    if let Some(l) = v4_prefix(&host) {
-                        v4.push(
-                            direction,
-                            l,
-                            (0, 0),
-                            (0, u16::MAX),
-                            (0, u16::MAX),
-                            (0, 0),
-                            priority,
-                            id,
-                        );
+                let any = ((0, u16::MAX), (0, u16::MAX), (0, 0));
+                for (local, set) in locals(&list) {
+                    let (d, p) = (direction, priority);
+                    if let Some(l) = local.map_or(Some((0, 0)), |a| v4_prefix(&Prefix::host(a))) {
+                        v4.push(d, l, (0, 0), any.0, any.1, any.2, set, p, id);
                     }
-                    if let Some(l) = v6_prefix(&host) {
-                        v6.push(
-                            direction,
-                            l,
-                            (0, 0),
-                            (0, u16::MAX),
-                            (0, u16::MAX),
-                            (0, 0),
-                            priority,
-                            id,
-                        );
+                    if let Some(l) = local.map_or(Some((0, 0)), |a| v6_prefix(&Prefix::host(a))) {
+                        v6.push(d, l, (0, 0), any.0, any.1, any.2, set, p, id);
                     }
                 }
             }
@@ -288,21 +335,22 @@ pub fn flatten(program: &DeviceProgram) -> Flattened {
         v6: v6.rules,
         entries,
         tier_start,
+        local_sets: sets.sets,
     }
 }
 
 impl ProgramClassifier {
     /// Compiles a program for classification.
     pub fn new(program: DeviceProgram) -> Result<Self, UpdateError> {
-        let flat = flatten(&program);
+        let flat = flatten_with(&program, true);
         let endpoints = program.endpoints();
         let local = endpoints
             .iter()
             .enumerate()
             .flat_map(|(i, e)| e.addresses.iter().map(move |a| (*a, i as u32)))
             .collect();
-        let (v4, v4_entries) = Family { rules: flat.v4 }.build()?;
-        let (v6, v6_entries) = Family { rules: flat.v6 }.build()?;
+        let (v4, v4_entries) = build_family(flat.v4, &flat.local_sets)?;
+        let (v6, v6_entries) = build_family(flat.v6, &flat.local_sets)?;
         Ok(Self {
             program,
             v4,
@@ -335,6 +383,7 @@ impl ProgramClassifier {
     /// The entry of the best row at or after `floor`.
     fn lookup(
         &self,
+        endpoint: u32,
         direction: Direction,
         local: IpAddr,
         remote: IpAddr,
@@ -359,6 +408,7 @@ impl ProgramClassifier {
                     sport,
                     dport,
                     proto: p.protocol.0,
+                    local: endpoint,
                 };
                 self.v4
                     .lookup_from(&key, floor)
@@ -372,6 +422,7 @@ impl ProgramClassifier {
                     sport,
                     dport,
                     proto: p.protocol.0,
+                    local: endpoint,
                 };
                 self.v6
                     .lookup_from(&key, floor)
@@ -392,7 +443,7 @@ impl ProgramClassifier {
         let mut passed = Vec::new();
         let mut floor = 0;
         loop {
-            let Some(entry) = self.lookup(direction, local, remote, packet, floor) else {
+            let Some(entry) = self.lookup(endpoint, direction, local, remote, packet, floor) else {
                 return Side {
                     endpoint,
                     direction,

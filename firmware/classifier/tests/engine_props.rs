@@ -1,10 +1,15 @@
 //! The engine against an obviously correct linear scan, on random rules (IPv4 and IPv6),
 //! random keys and random sequences of inserts and deletes.
 
-use palisade_classifier::{Addr, Engine, Key, Rule};
+use palisade_classifier::{ANY_LOCAL, Addr, Engine, Key, Options, Rule};
 use proptest::prelude::*;
 
-fn linear<A: Addr>(rules: &[(Rule<A>, u32, u32)], k: &Key<A>, floor: u32) -> Option<u32> {
+fn linear<A: Addr>(
+    rules: &[(Rule<A>, u32, u32)],
+    sets: &[Vec<u32>],
+    k: &Key<A>,
+    floor: u32,
+) -> Option<u32> {
     rules
         .iter()
         .filter(|(r, p, _)| {
@@ -17,6 +22,7 @@ fn linear<A: Addr>(rules: &[(Rule<A>, u32, u32)], k: &Key<A>, floor: u32) -> Opt
                 && r.dport.0 <= k.dport
                 && k.dport <= r.dport.1
                 && k.proto & r.proto.1 == r.proto.0 & r.proto.1
+                && (r.locals == ANY_LOCAL || sets[r.locals as usize].contains(&k.local))
         })
         .min_by_key(|(_, p, id)| (*p, *id))
         .map(|(_, _, id)| *id)
@@ -43,7 +49,12 @@ fn rule4() -> impl Strategy<Value = Rule<u32>> {
         addr4(),
         prop_oneof![Just(0u8), Just(16), Just(23), Just(24), Just(32)],
         prop_oneof![Just((0u16, 65535u16)), Just((80, 80)), Just((1000, 2000))],
-        prop_oneof![Just((0u16, 65535u16)), Just((53, 53)), Just((0, 1023))],
+        prop_oneof![
+            Just((0u16, 65535u16)),
+            Just((53, 53)),
+            Just((80, 80)),
+            Just((0, 1023))
+        ],
         prop_oneof![
             Just((0u8, 0u8)),
             Just((6, 0xff)),
@@ -58,6 +69,7 @@ fn rule4() -> impl Strategy<Value = Rule<u32>> {
             sport,
             dport,
             proto: (proto.0 & proto.1, proto.1),
+            locals: ANY_LOCAL,
         })
 }
 
@@ -77,7 +89,13 @@ fn key4() -> impl Strategy<Value = Key<u32>> {
             sport,
             dport,
             proto,
+            local: 0,
         })
+}
+
+/// A rule's local-endpoint set: one of three, or any.
+fn pick(l: u32) -> u32 {
+    if l < 3 { l } else { ANY_LOCAL }
 }
 
 #[derive(Clone, Debug)]
@@ -91,16 +109,23 @@ proptest! {
 
     #[test]
     fn engine_equals_linear_scan(
-        rules in proptest::collection::vec((rule4(), 0u32..50), 0..40),
+        // Local-endpoint sets with ids across two bitmap words; rules pick one or none.
+        sets in proptest::collection::vec(proptest::collection::vec(0u32..70, 0..6), 3),
+        rules in proptest::collection::vec((rule4(), 0u32..50, 0u32..5), 0..40),
         ops in proptest::collection::vec(prop_oneof![
-            (rule4(), 0u32..50).prop_map(|(r, p)| Op::Insert(r, p)),
+            (rule4(), 0u32..50, 0u32..5).prop_map(|(r, p, l)| Op::Insert(Rule { locals: pick(l), ..r }, p)),
             (0usize..40).prop_map(Op::Remove),
         ], 0..20),
-        keys in proptest::collection::vec((key4(), 0u32..30), 1..30),
+        keys in proptest::collection::vec((key4(), 0u32..30, 0u32..70), 1..30),
+        key_dport in any::<bool>(),
     ) {
-        let mut live: Vec<(Rule<u32>, u32, u32)> =
-            rules.iter().enumerate().map(|(i, (r, p))| (*r, *p, i as u32)).collect();
-        let mut engine = Engine::build(live.clone()).unwrap();
+        let mut live: Vec<(Rule<u32>, u32, u32)> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, (r, p, l))| (Rule { locals: pick(*l), ..*r }, *p, i as u32))
+            .collect();
+        let options = Options { local_sets: sets.clone(), key_dport };
+        let mut engine = Engine::build_with(&options, live.clone()).unwrap();
         let mut next_id = live.len() as u32;
         for op in ops {
             match op {
@@ -117,8 +142,9 @@ proptest! {
             }
         }
         prop_assert_eq!(engine.len(), live.len());
-        for (k, floor) in keys {
-            prop_assert_eq!(engine.lookup_from(&k, floor).map(|m| m.id), linear(&live, &k, floor), "key {:?} floor {}", k, floor);
+        for (k, floor, local) in keys {
+            let k = Key { local, ..k };
+            prop_assert_eq!(engine.lookup_from(&k, floor).map(|m| m.id), linear(&live, &sets, &k, floor), "key {:?} floor {}", k, floor);
         }
     }
 
@@ -134,13 +160,13 @@ proptest! {
             .map(|(i, (s, sl, d, dl, p))| {
                 let s = (base | s << 60) & u128::mask(sl);
                 let d = (base | d << 60) & u128::mask(dl);
-                (Rule { tag: 0, src: (s, sl), dst: (d, dl), sport: (0, 65535), dport: (0, 65535), proto: (0, 0) }, p, i as u32)
+                (Rule { tag: 0, src: (s, sl), dst: (d, dl), sport: (0, 65535), dport: (0, 65535), proto: (0, 0), locals: ANY_LOCAL }, p, i as u32)
             })
             .collect();
         let engine = Engine::build(rules.clone()).unwrap();
         for (s, d) in keys {
-            let k = Key { tag: 0, src: base | s << 60, dst: base | d << 60, sport: 1, dport: 2, proto: 6 };
-            prop_assert_eq!(engine.lookup(&k).map(|m| m.id), linear(&rules, &k, 0));
+            let k = Key { tag: 0, src: base | s << 60, dst: base | d << 60, sport: 1, dport: 2, proto: 6, local: 0 };
+            prop_assert_eq!(engine.lookup(&k).map(|m| m.id), linear(&rules, &[], &k, 0));
         }
     }
 }
@@ -154,6 +180,7 @@ fn bad_updates_are_refused() {
         sport: (0, 65535),
         dport: (0, 65535),
         proto: (0, 0),
+        locals: ANY_LOCAL,
     };
     let mut e = Engine::new();
     assert!(
@@ -172,6 +199,13 @@ fn bad_updates_are_refused() {
         "a rule with id 1 is already present"
     );
     assert_eq!(e.remove(9).unwrap_err().to_string(), "no rule has id 9");
+    let unknown_set = Rule { locals: 0, ..ok };
+    assert!(
+        e.insert(unknown_set, 4, 4)
+            .unwrap_err()
+            .to_string()
+            .contains("local-endpoint set 0 does not exist")
+    );
     let backwards = Rule {
         sport: (10, 5),
         ..ok

@@ -51,6 +51,8 @@ pub enum Reason {
     PortsWithoutProtocol,
     /// A masked (not exact, not wildcard) protocol.
     ProtocolMask,
+    /// The rule applies to a set of local endpoints, which no NIC field matches.
+    LocalEndpointSet,
     /// Per-value port expansion beyond the limit.
     RangeTooWide {
         /// Entries the expansion needs.
@@ -82,6 +84,9 @@ impl std::fmt::Display for Reason {
                 f.write_str("ports without an exact TCP/UDP/SCTP protocol")
             }
             Reason::ProtocolMask => f.write_str("masked protocol"),
+            Reason::LocalEndpointSet => f.write_str(
+                "restricted to a local-endpoint set (give the NIC address-expanded rows)",
+            ),
             Reason::RangeTooWide { entries, limit } => {
                 write!(
                     f,
@@ -227,6 +232,9 @@ fn expand(
             Err(Reason::FieldUnsupported { field, needs, has })
         }
     };
+    if rule.locals != palisade_classifier::ANY_LOCAL {
+        return Err(Reason::LocalEndpointSet);
+    }
     need(MatchField::Ipv4Src, prefix_kind(rule.src.1))?;
     need(MatchField::Ipv4Dst, prefix_kind(rule.dst.1))?;
     let proto = match rule.proto.1 {

@@ -3,7 +3,7 @@
 //! relied on how a device breaks them would fail here too.
 
 use palisade_classifier::classbench::{parse_rules, parse_trace};
-use palisade_classifier::{Engine, Key, Rule};
+use palisade_classifier::{ANY_LOCAL, Engine, Key, Rule};
 use palisade_hw_profiles::builtins;
 use palisade_offload::{Offloaded, PlanOptions};
 use proptest::prelude::*;
@@ -70,6 +70,7 @@ fn rule() -> impl Strategy<Value = Rule<u32>> {
                 sport,
                 dport,
                 proto: (proto.0 & proto.1, proto.1),
+                locals: ANY_LOCAL,
             }
         })
 }
@@ -89,6 +90,7 @@ fn key() -> impl Strategy<Value = Key<u32>> {
             sport,
             dport,
             proto,
+            local: 0,
         })
 }
 

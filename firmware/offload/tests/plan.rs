@@ -12,6 +12,7 @@ fn rule(dst: u32, dst_len: u8, dport: (u16, u16), proto: (u8, u8)) -> Rule<u32> 
         sport: (0, 65535),
         dport,
         proto,
+        locals: palisade_classifier::ANY_LOCAL,
     }
 }
 
@@ -168,6 +169,14 @@ fn unsupported_fields_and_protocol_masks_stay_in_software() {
         "connectx-6-dx",
     );
     assert_eq!(masked, vec![Place::Software(Reason::ProtocolMask)]);
+    let per_endpoint = Rule {
+        locals: 0,
+        ..rule(0x0a000001, 32, (80, 80), (6, 0xff))
+    };
+    assert_eq!(
+        places(&[per_endpoint], "connectx-6-dx"),
+        vec![Place::Software(Reason::LocalEndpointSet)]
+    );
     let portless = places(&[rule(0x0a000001, 32, (80, 80), (0, 0))], "connectx-6-dx");
     assert_eq!(
         portless,

@@ -146,6 +146,7 @@ fn hardware_plus_software_equals_software_per_direction() {
             sport: 40000,
             dport: *port,
             proto: 6,
+            local: 0,
         })
     })
     .collect();

@@ -8,7 +8,8 @@
 //! tenth get a fresh source port, so they open new sessions (classification, session
 //! creation and, the table being full, eviction). Correctness first: sampled verdicts must
 //! equal the reference interpreter's. Also measured: flow setups per second (every packet a
-//! new connection).
+//! new connection) and the compiled classifier alone (rows, memory, build time,
+//! first-packet judgements per second).
 //!
 //! Run: `cargo bench -p vrouter --features dpdk --bench pipeline` (`-- --quick`: smaller).
 //! Results: a table on stdout and JSON lines in `target/bench/pipeline.jsonl`.
@@ -192,6 +193,38 @@ fn main() {
         (5, 2, 1_000_000, 10_000)
     };
     let program = program(rules);
+    // The compiled classifier on its own: size, build time, first-packet judgements/s.
+    let classifier_line = {
+        let t = Instant::now();
+        let pc = palisade_classifier::ProgramClassifier::new(program.clone()).unwrap();
+        let build = t.elapsed();
+        let mut rng = Rng(99);
+        let packets: Vec<Packet> = (0..200_000u32)
+            .map(|k| Packet {
+                src: IpAddr::V4(local(k % ENDPOINTS)),
+                dst: IpAddr::V4(remote(&mut rng)),
+                protocol: Protocol::TCP,
+                src_port: 30000,
+                dst_port: if k % 2 == 0 {
+                    443
+                } else {
+                    1000 + (rng.next() % 1000) as u16
+                },
+            })
+            .collect();
+        let t = Instant::now();
+        let allowed = packets.iter().filter(|p| pc.judge(p).allowed).count();
+        let rate = packets.len() as f64 / t.elapsed().as_secs_f64();
+        format!(
+            "classifier: {} rows, {:.1} MB, built in {:.0} ms; {:.2} M judgements/s ({} of {} allowed)",
+            pc.rows(),
+            pc.memory_bytes() as f64 / 1e6,
+            build.as_secs_f64() * 1e3,
+            rate / 1e6,
+            allowed,
+            packets.len()
+        )
+    };
 
     // Correctness first: sampled verdicts equal the reference interpreter's.
     let compiled = Compiled::new(program.clone()).unwrap();
@@ -348,6 +381,7 @@ fn main() {
         "flow setups: {:.0}/s; sessions created {}, evicted {}",
         setups, c.created, c.evicted
     );
+    println!("{classifier_line}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     let mut f = std::fs::OpenOptions::new()
