@@ -27,4 +27,7 @@ pub use lower::{LowerError, Lowered, Lowerer, lower, rule_ref};
 pub use objects::*;
 pub use resolve::AttachmentError;
 pub use set::{IntentSet, Origin, Reference, ValidationError};
-pub use store::{ChangeKind, CommitOutcome, DiffEntry, IntentStore, Outcome, StoreError};
+pub use store::{
+    ChangeKind, CommitOutcome, DiffEntry, DraftSnapshot, IntentStore, Outcome, ScopeSnapshot,
+    Snapshot, StoreError,
+};

@@ -12,10 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::objects::{Object, ObjectKey, Scope};
+use crate::objects::{Object, ObjectKey, ObjectKind, Scope};
 use crate::set::{IntentSet, ValidationError};
 
 /// Why an edit, commit or revert was refused. Nothing changed.
@@ -105,6 +105,49 @@ pub struct CommitOutcome {
     pub diff: Vec<DiffEntry>,
 }
 
+/// A whole [`IntentStore`] as plain data, for persistence: [`IntentStore::snapshot`] and
+/// [`IntentStore::restore`] round-trip it exactly (object origins aside).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The committed generation.
+    pub generation: u64,
+    /// The committed objects.
+    pub committed: Vec<Object>,
+    /// Every scope with drafts, drafting on, or a revision.
+    pub scopes: Vec<ScopeSnapshot>,
+}
+
+/// One scope's drafting state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeSnapshot {
+    /// The project; `None` for the global scope.
+    pub project: Option<String>,
+    /// Whether edits become drafts.
+    pub drafting: bool,
+    /// The scope's revision.
+    pub revision: u64,
+    /// Drafts: the object as drafted, or `None` for a drafted deletion.
+    pub drafts: Vec<DraftSnapshot>,
+}
+
+/// One draft.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DraftSnapshot {
+    /// The object's kind.
+    pub kind: ObjectKind,
+    /// Its name.
+    pub name: String,
+    /// Its drafted state; `None` = deleted.
+    pub object: Option<Object>,
+}
+
+fn scope_of(project: &Option<String>) -> Scope {
+    match project {
+        None => Scope::Global,
+        Some(p) => Scope::Project(p.clone()),
+    }
+}
+
 /// Committed intent plus per-scope drafts.
 #[derive(Debug, Clone, Default)]
 pub struct IntentStore {
@@ -133,6 +176,72 @@ impl IntentStore {
             generation,
             ..Self::default()
         })
+    }
+
+    /// The store as data.
+    pub fn snapshot(&self) -> Snapshot {
+        let scopes: BTreeSet<&Scope> = self
+            .drafts
+            .keys()
+            .chain(self.drafting.iter())
+            .chain(self.revisions.keys())
+            .collect();
+        Snapshot {
+            generation: self.generation,
+            committed: self.committed.objects().cloned().collect(),
+            scopes: scopes
+                .into_iter()
+                .map(|scope| ScopeSnapshot {
+                    project: scope.project().map(str::to_string),
+                    drafting: self.drafting.contains(scope),
+                    revision: self.revision(scope),
+                    drafts: self
+                        .drafts
+                        .get(scope)
+                        .into_iter()
+                        .flatten()
+                        .map(|(key, object)| DraftSnapshot {
+                            kind: key.kind,
+                            name: key.name.clone(),
+                            object: object.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A store from its snapshot. The committed objects are validated again; drafts are
+    /// restored as they were (they are validated when committed).
+    pub fn restore(snapshot: Snapshot) -> Result<Self, StoreError> {
+        let set = IntentSet::from_objects(snapshot.committed.into_iter().map(|o| (o, None)))
+            .map_err(StoreError::Invalid)?;
+        let mut store = Self::with_committed(set, snapshot.generation)?;
+        for s in snapshot.scopes {
+            let scope = scope_of(&s.project);
+            if s.drafting {
+                store.drafting.insert(scope.clone());
+            }
+            if s.revision > 0 {
+                store.revisions.insert(scope.clone(), s.revision);
+            }
+            if !s.drafts.is_empty() {
+                let drafts = s
+                    .drafts
+                    .into_iter()
+                    .map(|d| {
+                        let key = ObjectKey {
+                            kind: d.kind,
+                            scope: scope.clone(),
+                            name: d.name,
+                        };
+                        (key, d.object)
+                    })
+                    .collect();
+                store.drafts.insert(scope, drafts);
+            }
+        }
+        Ok(store)
     }
 
     /// Turns drafting on or off for a scope. Turning it off keeps existing drafts until they
