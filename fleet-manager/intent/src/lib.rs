@@ -28,6 +28,6 @@ pub use objects::*;
 pub use resolve::AttachmentError;
 pub use set::{IntentSet, Origin, Reference, ValidationError};
 pub use store::{
-    ChangeKind, CommitOutcome, DiffEntry, DraftSnapshot, IntentStore, Outcome, ScopeSnapshot,
-    Snapshot, StoreError,
+    Applied, AppliedChange, ChangeKind, CommitOutcome, DiffEntry, DraftSnapshot, IntentStore,
+    Outcome, ScopeSnapshot, Snapshot, StoreError,
 };

@@ -96,6 +96,29 @@ pub struct DiffEntry {
     pub after: Option<Object>,
 }
 
+/// What [`IntentStore::apply`] did to one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The object.
+    pub key: ObjectKey,
+    /// Created, updated or unchanged.
+    pub change: AppliedChange,
+    /// Whether the change is a draft (its scope has drafting on).
+    pub drafted: bool,
+}
+
+/// The change [`IntentStore::apply`] made to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppliedChange {
+    /// It did not exist.
+    Created,
+    /// It existed and differed.
+    Updated,
+    /// It existed as given.
+    Unchanged,
+}
+
 /// The result of a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitOutcome {
@@ -318,6 +341,73 @@ impl IntentStore {
         let mut next = self.committed.clone();
         next.insert(object, None);
         self.commit_set(next, &scope)
+    }
+
+    /// Creates or replaces several objects at once, as `kubectl apply` does with a file:
+    /// objects of scopes with drafting become drafts; all the others are validated together
+    /// and committed as one generation — all of them or none. Returns what happened to each
+    /// object, in order. Nothing changes on error.
+    pub fn apply(&mut self, objects: Vec<Object>) -> Result<Vec<Applied>, StoreError> {
+        let mut next = self.committed.clone();
+        let mut drafts = self.drafts.clone();
+        let mut out = Vec::with_capacity(objects.len());
+        let mut committed_scopes = BTreeSet::new();
+        let mut drafted_scopes = BTreeSet::new();
+        for object in objects {
+            let key = object.key();
+            let scope = key.scope.clone();
+            if self.drafting(&scope) {
+                let current = drafts
+                    .get(&scope)
+                    .and_then(|d| d.get(&key).cloned())
+                    .unwrap_or_else(|| self.committed.get(&key).cloned());
+                let change = match &current {
+                    None => AppliedChange::Created,
+                    Some(c) if *c == object => AppliedChange::Unchanged,
+                    Some(_) => AppliedChange::Updated,
+                };
+                if change != AppliedChange::Unchanged {
+                    drafts
+                        .entry(scope.clone())
+                        .or_default()
+                        .insert(key.clone(), Some(object));
+                    drafted_scopes.insert(scope);
+                }
+                out.push(Applied {
+                    key,
+                    change,
+                    drafted: true,
+                });
+            } else {
+                let change = match next.get(&key) {
+                    None => AppliedChange::Created,
+                    Some(c) if *c == object => AppliedChange::Unchanged,
+                    Some(_) => AppliedChange::Updated,
+                };
+                if change != AppliedChange::Unchanged {
+                    next.insert(object, None);
+                    committed_scopes.insert(scope);
+                }
+                out.push(Applied {
+                    key,
+                    change,
+                    drafted: false,
+                });
+            }
+        }
+        if !committed_scopes.is_empty() {
+            let errors = next.validate();
+            if !errors.is_empty() {
+                return Err(StoreError::Invalid(errors));
+            }
+            self.committed = next;
+            self.generation += 1;
+        }
+        self.drafts = drafts;
+        for scope in committed_scopes.iter().chain(drafted_scopes.iter()) {
+            self.bump(scope);
+        }
+        Ok(out)
     }
 
     /// Deletes an object; refused while another object refers to it.

@@ -300,3 +300,64 @@ fn a_snapshot_with_invalid_committed_objects_is_refused() {
     let err = IntentStore::restore(snapshot).unwrap_err().to_string();
     assert!(err.contains("tier=nope"), "{err}");
 }
+
+#[test]
+fn apply_commits_a_batch_as_one_generation_or_nothing() {
+    let mut s = store();
+    let generation = s.generation();
+    // A tag and a policy that needs it, in one batch: fine together, whatever the order.
+    let batch = objects(
+        r#"
+kind: FirewallPolicy
+name: p
+project: shop
+rules:
+  - {sequence: "0010", action: allow, endpoint_1: {tags: [tier=web]}, direction: ">", endpoint_2: {tags: [tier=db]}, service: {}}
+---
+kind: Tag
+type: tier
+value: db
+---
+kind: Tag
+type: tier
+value: web
+"#,
+    );
+    let out = s.apply(batch.clone()).unwrap();
+    let changes: Vec<AppliedChange> = out.iter().map(|a| a.change).collect();
+    assert_eq!(
+        changes,
+        [
+            AppliedChange::Created,
+            AppliedChange::Created,
+            AppliedChange::Unchanged
+        ]
+    );
+    assert_eq!(
+        s.generation(),
+        generation + 1,
+        "one generation for the batch"
+    );
+    // Applying the same again changes nothing and makes no generation.
+    let out = s.apply(batch).unwrap();
+    assert!(out.iter().all(|a| a.change == AppliedChange::Unchanged));
+    assert_eq!(s.generation(), generation + 1);
+    // One bad object refuses the whole batch.
+    let before = s.snapshot();
+    let bad = vec![
+        policy("shop", "q", "{tags: [tier=app]}"),
+        policy("shop", "r", "{tags: [tier=missing]}"),
+    ];
+    let err = s.apply(bad).unwrap_err().to_string();
+    assert!(err.contains("tier=missing"), "{err}");
+    assert_eq!(s.snapshot(), before);
+    // In a drafting scope, apply drafts.
+    let shop = Scope::Project("shop".into());
+    s.set_drafting(shop.clone(), true);
+    let out = s
+        .apply(vec![policy("shop", "q", "{tags: [tier=app]}")])
+        .unwrap();
+    assert!(out[0].drafted && out[0].change == AppliedChange::Created);
+    assert_eq!(s.generation(), generation + 1);
+    assert_eq!(s.diff(&shop).len(), 1);
+}
