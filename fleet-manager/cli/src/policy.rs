@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use palisade_compiler::{CompileOptions, PolicyIr, compile_all};
-use palisade_intent::{IntentSet, Step, lang, lower, yaml};
+use palisade_intent::{IntentSet, lang, lower, yaml};
 use palisade_inventory::InventoryIndex;
 use palisade_program::{Action, Decision, DeviceProgram, Direction, Packet, Protocol};
 use serde_json::json;
@@ -302,7 +302,7 @@ pub fn explain(
         };
         let e = palisade_intent::explain(&set, &index, &q).map_err(|e| anyhow!("{e}"))?;
         intent_allowed = Some(e.allowed);
-        write_intent_explanation(&mut text, &set, &e);
+        text.push_str(&palisade_intent::explain::render(&set, &e));
         intent_json = serde_json::to_value(&e)?;
     } else if set.is_empty() {
         let e = palisade_k8s::explain(&loaded.k8s, &index, src, dst, protocol, port);
@@ -361,87 +361,6 @@ pub fn explain(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn write_intent_explanation(out: &mut String, set: &IntentSet, e: &palisade_intent::Explanation) {
-    for (label, end) in [("from", &e.src), ("to", &e.dst)] {
-        match &end.endpoint {
-            Some(ep) => writeln!(
-                out,
-                "  {label:<4} {ep} on {} [{}]",
-                end.device.as_deref().unwrap_or("?"),
-                end.tags.join(" ")
-            ),
-            None => writeln!(out, "  {label:<4} {} (not a workload)", end.address),
-        }
-        .unwrap();
-    }
-    for side in &e.sides {
-        let verdict = if side.allowed { "allow" } else { "deny" };
-        match &side.decision {
-            Step::Rule(r) => {
-                writeln!(
-                    out,
-                    "  {:<7} of {}: {verdict} by {} tier, {}policy {}, rule {}",
-                    side.direction.name(),
-                    side.endpoint,
-                    r.tier,
-                    r.policy_set
-                        .as_ref()
-                        .map(|s| format!("set {s}, "))
-                        .unwrap_or_default(),
-                    r.policy,
-                    r.sequence
-                )
-                .unwrap();
-                if let Some(rule) = find_rule(set, r) {
-                    writeln!(out, "          {}", lang::print_rule(rule)).unwrap();
-                }
-                if !r.matched_tags.is_empty() {
-                    writeln!(out, "          matched: {}", r.matched_tags.join(", ")).unwrap();
-                }
-                if r.audit {
-                    writeln!(out, "          audit: would deny, forwarded and logged").unwrap();
-                }
-            }
-            Step::Default { tier, reason, .. } => writeln!(
-                out,
-                "  {:<7} of {}: {verdict} by the {tier} tier default: {reason}",
-                side.direction.name(),
-                side.endpoint
-            )
-            .unwrap(),
-            Step::EndOfTiers => writeln!(
-                out,
-                "  {:<7} of {}: allow: no tier decided",
-                side.direction.name(),
-                side.endpoint
-            )
-            .unwrap(),
-        }
-        for p in &side.passed {
-            writeln!(
-                out,
-                "          passed on by {} ({} tier, next-tier)",
-                p.rule_ref, p.tier
-            )
-            .unwrap();
-        }
-    }
-}
-
-fn find_rule<'a>(
-    set: &'a IntentSet,
-    step: &palisade_intent::RuleStep,
-) -> Option<&'a palisade_intent::FirewallRule> {
-    set.objects().find_map(|o| match o {
-        palisade_intent::Object::FirewallPolicy(p)
-            if palisade_intent::lower::scoped(&o.key()) == step.policy =>
-        {
-            p.rules.iter().find(|r| r.sequence == step.sequence)
-        }
-        _ => None,
-    })
 }
 
 /// `policy fmt`.

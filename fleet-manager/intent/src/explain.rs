@@ -15,6 +15,8 @@ use crate::lower::{
     LowerError, policy_sets, rule_ref, rule_services, scoped, set_policies, sorted_rules,
     tier_policies,
 };
+use std::fmt::Write as _;
+
 use crate::objects::*;
 use crate::resolve::{TagId, Tags};
 use crate::set::IntentSet;
@@ -556,4 +558,85 @@ impl<'a> Evaluator<'a> {
             EndpointSpec::Network(n) => self.on_network(scope, n, Some(ip), e),
         }
     }
+}
+
+/// The explanation for people, one line per end and per judged side (with the rule as
+/// written in the rule language), as `policy explain` and the server's Explain print it.
+pub fn render(set: &IntentSet, e: &Explanation) -> String {
+    let mut text = String::new();
+    let out = &mut text;
+    for (label, end) in [("from", &e.src), ("to", &e.dst)] {
+        match &end.endpoint {
+            Some(ep) => writeln!(
+                out,
+                "  {label:<4} {ep} on {} [{}]",
+                end.device.as_deref().unwrap_or("?"),
+                end.tags.join(" ")
+            ),
+            None => writeln!(out, "  {label:<4} {} (not a workload)", end.address),
+        }
+        .unwrap();
+    }
+    for side in &e.sides {
+        let verdict = if side.allowed { "allow" } else { "deny" };
+        match &side.decision {
+            Step::Rule(r) => {
+                writeln!(
+                    out,
+                    "  {:<7} of {}: {verdict} by {} tier, {}policy {}, rule {}",
+                    side.direction.name(),
+                    side.endpoint,
+                    r.tier,
+                    r.policy_set
+                        .as_ref()
+                        .map(|s| format!("set {s}, "))
+                        .unwrap_or_default(),
+                    r.policy,
+                    r.sequence
+                )
+                .unwrap();
+                if let Some(rule) = find_rule(set, r) {
+                    writeln!(out, "          {}", crate::lang::print_rule(rule)).unwrap();
+                }
+                if !r.matched_tags.is_empty() {
+                    writeln!(out, "          matched: {}", r.matched_tags.join(", ")).unwrap();
+                }
+                if r.audit {
+                    writeln!(out, "          audit: would deny, forwarded and logged").unwrap();
+                }
+            }
+            Step::Default { tier, reason, .. } => writeln!(
+                out,
+                "  {:<7} of {}: {verdict} by the {tier} tier default: {reason}",
+                side.direction.name(),
+                side.endpoint
+            )
+            .unwrap(),
+            Step::EndOfTiers => writeln!(
+                out,
+                "  {:<7} of {}: allow: no tier decided",
+                side.direction.name(),
+                side.endpoint
+            )
+            .unwrap(),
+        }
+        for p in &side.passed {
+            writeln!(
+                out,
+                "          passed on by {} ({} tier, next-tier)",
+                p.rule_ref, p.tier
+            )
+            .unwrap();
+        }
+    }
+    text
+}
+
+fn find_rule<'a>(set: &'a IntentSet, step: &RuleStep) -> Option<&'a FirewallRule> {
+    set.objects().find_map(|o| match o {
+        Object::FirewallPolicy(p) if crate::lower::scoped(&o.key()) == step.policy => {
+            p.rules.iter().find(|r| r.sequence == step.sequence)
+        }
+        _ => None,
+    })
 }
