@@ -381,6 +381,12 @@ impl Ca {
         Ok(crl.der().to_vec())
     }
 
+    /// The CA as rcgen's signer, for tests that need certificates this API would not issue.
+    #[cfg(test)]
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
     fn issue_with_new_key(&self, params: &CertificateParams) -> Result<Issued, PkiError> {
         let key = generate_key()?;
         let cert = params

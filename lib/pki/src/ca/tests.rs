@@ -316,7 +316,7 @@ fn with_sans(ca: &Ca, uris: &[&str]) -> Vec<u8> {
         .subject_alt_names
         .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     let key = generate_key().unwrap();
-    params.signed_by(&key, &ca.issuer).unwrap().der().to_vec()
+    params.signed_by(&key, ca.issuer()).unwrap().der().to_vec()
 }
 
 #[test]
