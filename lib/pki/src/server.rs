@@ -378,8 +378,7 @@ fn check_client_cert(end_entity: &CertificateDer<'_>) -> Result<(), rustls::Erro
     if !client_auth {
         return Err(CertificateError::InvalidPurpose.into());
     }
-    identify(end_entity)
-        .map_err(|e| CertificateError::Other(OtherError(Arc::new(Readable(e)))))?;
+    identify(end_entity).map_err(|e| CertificateError::Other(OtherError(Arc::new(Readable(e)))))?;
     Ok(())
 }
 
