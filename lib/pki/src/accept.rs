@@ -1,23 +1,4 @@
-//! The accept loop: TCP connections in, verified TLS connections out, ready for
-//! `tonic::transport::Server::serve_with_incoming`.
-//!
-//! Every handshake runs in its own task, bounded by a timeout, so a slow or silent client
-//! delays nobody else. A handshake that fails or times out is logged with `tracing::warn!` (the
-//! peer's address and rustls's reason) and dropped; it never ends the stream. Each connection
-//! carries a [`ConnInfo`], which tonic copies into every request's extensions:
-//!
-//! ```no_run
-//! # fn handler(request: tonic::Request<()>) -> Result<(), tonic::Status> {
-//! use palisade_pki::{ConnInfo, Identity};
-//! let info = request.extensions().get::<ConnInfo>();
-//! match info.and_then(|info| info.peer.as_ref()).map(|peer| &peer.identity) {
-//!     Some(Identity::Device(name)) => { /* a device, verified by the handshake */ }
-//!     Some(Identity::User { name, role }) => { /* an orchestrator user */ }
-//!     None => return Err(tonic::Status::unauthenticated("a client certificate is required")),
-//! }
-//! # Ok(())
-//! # }
-//! ```
+//! The accept loop: TCP connections in, verified TLS connections out (see [`incoming`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -127,14 +108,33 @@ impl tonic::transport::server::Connected for TlsConn {
     }
 }
 
-/// The stream of verified TLS connections accepted on `listener`; see the
-/// [module documentation](self).
+/// The stream of verified TLS connections accepted on `listener`, for
+/// `tonic::transport::Server::serve_with_incoming`.
+///
+/// Every handshake runs in its own task and must finish within `handshake_timeout`, so a slow
+/// or silent client delays nobody else; at most [`MAX_PENDING_HANDSHAKES`] run at once. A
+/// handshake that fails or times out is logged with `tracing::warn!` (the peer's address and
+/// rustls's reason) and dropped. The stream never ends on its own and never yields an error;
+/// its item is a `Result` because that is what tonic takes.
 ///
 /// The accept loop starts when the stream is first polled (so this can be called outside a
-/// Tokio runtime, but must be polled inside one) and stops when the stream is dropped. Every
-/// handshake must finish within `handshake_timeout`. The stream never ends on its own and
-/// never yields an error: failures of single connections are logged and dropped. Its item type
-/// is a `Result` because that is what tonic's `serve_with_incoming` takes.
+/// Tokio runtime, but must be polled inside one) and stops when the stream is dropped.
+///
+/// Each connection carries a [`ConnInfo`], which tonic copies into the extensions of every
+/// request on it:
+///
+/// ```no_run
+/// # fn handler(request: tonic::Request<()>) -> Result<(), tonic::Status> {
+/// use palisade_pki::{ConnInfo, Identity};
+/// let info = request.extensions().get::<ConnInfo>();
+/// match info.and_then(|info| info.peer.as_ref()).map(|peer| &peer.identity) {
+///     Some(Identity::Device(name)) => { /* a device, verified by the handshake */ }
+///     Some(Identity::User { name, role }) => { /* an orchestrator user */ }
+///     None => return Err(tonic::Status::unauthenticated("a client certificate is required")),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub fn incoming(listener: TcpListener, tls: ServerTls, handshake_timeout: Duration) -> Incoming {
     let (tx, rx) = mpsc::channel(QUEUE);
     Incoming {

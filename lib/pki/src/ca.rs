@@ -1,10 +1,4 @@
-//! The fleet CA, held by the fleet manager.
-//!
-//! One self-signed ECDSA P-256 CA issues every certificate of the fleet: the manager's server
-//! certificate, device certificates (from CSRs, so device keys never leave the device) and
-//! orchestrator user certificates. It also signs the CRL that [`ServerTls`](crate::ServerTls)
-//! enforces. It has no intermediates: every leaf is signed by the CA key directly, and the CA
-//! certificate forbids further CAs below it (path length 0).
+//! The fleet CA, held by the fleet manager (see [`Ca`]).
 
 use std::fmt;
 use std::fs;
@@ -82,6 +76,14 @@ pub struct Revoked {
 
 /// The fleet certificate authority: its certificate and signing key.
 ///
+/// One self-signed ECDSA P-256 CA issues every certificate of the fleet: the manager's server
+/// certificate ([`Ca::issue_server`]), device certificates from CSRs, so that device keys never
+/// leave the devices ([`Ca::sign_device_csr`]), and orchestrator user certificates
+/// ([`Ca::issue_user`]). It also signs the CRL that [`ServerTls`](crate::ServerTls) enforces
+/// ([`Ca::crl`]). There are no intermediates: every leaf is signed by the CA key directly, and
+/// the CA certificate forbids further CAs below it (path length 0). Serial numbers are 16
+/// random bytes.
+///
 /// The key never leaves this value: there is no accessor for it, and [`Ca::load_or_create`]
 /// writes it only to its own file, readable by its owner only.
 pub struct Ca {
@@ -102,7 +104,8 @@ impl Ca {
     /// Loads the CA from `dir` ([`CA_CERT_FILE`] and [`CA_KEY_FILE`]), or creates a new one
     /// there if neither file exists. Returns the CA and whether it was created.
     ///
-    /// A new CA is valid for [`CA_VALIDITY`]; its certificate is written with mode 0644 and its
+    /// A new CA is named `O=Palisade, OU=fleet <random id>, CN=Palisade fleet CA` (the random
+    /// part keeps two fleets' CAs apart) and valid for [`CA_VALIDITY`]; its certificate is written with mode 0644 and its
     /// key with mode 0600 (on Unix), `dir` being created if needed. Loading checks that both
     /// files parse, that the certificate is a CA and that the key is the certificate's, and says
     /// which file is wrong otherwise. If only one of the files exists this refuses to guess and
@@ -149,9 +152,17 @@ impl Ca {
 
     fn generate_with_key() -> Result<(Ca, String), PkiError> {
         let key = generate_key()?;
+        let serial = random_serial()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "Palisade");
+        // Two fleets' CAs must not share a name: a verifier looks its trust anchor up by name,
+        // and a CRL names its issuer only by name.
+        let fleet_id = x509::serial_hex(serial.as_ref());
+        dn.push(
+            DnType::OrganizationalUnitName,
+            format!("fleet {}", &fleet_id[..8]),
+        );
         dn.push(DnType::CommonName, CA_COMMON_NAME);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -160,7 +171,7 @@ impl Ca {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        params.serial_number = Some(random_serial()?);
+        params.serial_number = Some(serial);
         (params.not_before, params.not_after) = Validity::for_duration(CA_VALIDITY).to_offset()?;
         let cert = params.self_signed(&key).map_err(signing("sign the CA"))?;
         let key_pem = key.serialize_pem();

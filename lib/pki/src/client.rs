@@ -1,21 +1,5 @@
-//! The client side: a rustls configuration that trusts only the fleet CA, and gRPC channels
-//! over it.
-//!
-//! Devices and orchestrator tools use the same two calls:
-//!
-//! ```no_run
-//! # async fn f(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<(), palisade_pki::PkiError> {
-//! let config = palisade_pki::client_config(ca_pem, Some((cert_pem, key_pem)))?;
-//! let channel = palisade_pki::channel("https://manager.example:7443", config).await?;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! A device that has not enrolled yet passes `None` as its identity and connects anonymously.
-//!
-//! With TLS 1.3 the client finishes its side of the handshake before the server has checked
-//! the client certificate, so a refused certificate shows up as an error on the first request,
-//! not when the channel connects.
+//! The client side: a rustls configuration that trusts only the fleet CA (see
+//! [`client_config`]), and gRPC channels over it (see [`channel`]).
 
 use std::future::Future;
 use std::io;
@@ -39,10 +23,19 @@ use crate::{PkiError, x509};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A rustls client configuration that trusts only the fleet CA (`ca_pem`), offers ALPN `h2`,
-/// and presents `identity` (certificate PEM, key PEM) if given.
+/// and presents `identity` (certificate PEM, key PEM) if given. A device that has not enrolled
+/// yet passes `None` and connects anonymously.
 ///
 /// Refuses an identity whose certificate was not issued by the CA or whose key is not the
 /// certificate's, rather than letting the server refuse it later with a less helpful alert.
+///
+/// ```no_run
+/// # async fn f(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<(), palisade_pki::PkiError> {
+/// let config = palisade_pki::client_config(ca_pem, Some((cert_pem, key_pem)))?;
+/// let channel = palisade_pki::channel("https://manager.example:7443", config).await?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn client_config(
     ca_pem: &str,
     identity: Option<(&str, &str)>,
@@ -74,6 +67,10 @@ pub fn client_config(
 ///
 /// Fails if the server cannot be reached, or the handshake does not complete, within
 /// [`CONNECT_TIMEOUT`]. The channel reconnects by itself if the connection later drops.
+///
+/// With TLS 1.3 a client finishes its side of the handshake before the server has checked its
+/// certificate, so a refused client certificate shows up as an error on the first request
+/// (naming the server's alert, e.g. `CertificateRevoked`), not here.
 pub async fn channel(url: &str, config: Arc<ClientConfig>) -> Result<Channel, PkiError> {
     let (endpoint, connector) = prepare(url, config)?;
     endpoint

@@ -1,11 +1,4 @@
-//! The device side of enrollment: a key that never leaves the device, and the CSR that asks the
-//! fleet CA to certify it.
-//!
-//! A device generates its [`DeviceKey`] once, stores [`DeviceKey::key_pem`] where only it can
-//! read it, and sends [`DeviceKey::csr_pem`] to the fleet manager over a TLS connection without
-//! a client certificate. The manager signs it with
-//! [`Ca::sign_device_csr`](crate::Ca::sign_device_csr) under the name *it* decides, and the
-//! device then connects with the returned certificate and this key.
+//! The device side of enrollment (see [`DeviceKey`]).
 
 use std::fmt;
 
@@ -15,7 +8,13 @@ use crate::ca::{generate_key, identity_san, signing};
 use crate::identity::{Identity, validate_name};
 use crate::{PkiError, x509};
 
-/// A device's ECDSA P-256 private key.
+/// A device's ECDSA P-256 private key, which never leaves the device.
+///
+/// A device generates its key once, stores [`DeviceKey::key_pem`] where only it can read it,
+/// and sends [`DeviceKey::csr_pem`] to the fleet manager over a TLS connection without a client
+/// certificate. The manager signs it with [`Ca::sign_device_csr`](crate::Ca::sign_device_csr)
+/// under the name *it* decides, and the device then connects with the returned certificate and
+/// this key.
 pub struct DeviceKey {
     key: KeyPair,
 }

@@ -1,14 +1,4 @@
-//! Names, roles and the identities certificates carry.
-//!
-//! Every certificate this PKI issues to a client carries exactly one identity, as a URI in its
-//! subject alternative names:
-//!
-//! * a device: `urn:palisade:device:<name>`;
-//! * an orchestrator user or tool: `urn:palisade:user:<name>:<role>`, `<role>` being `admin`
-//!   or `read-only`.
-//!
-//! The URI, not the subject common name, is what authorisation looks at: [`identify`] reads it
-//! back from a certificate the TLS layer has already verified.
+//! Names, roles and the identities certificates carry (see [`Identity`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -93,6 +83,16 @@ impl FromStr for Role {
 }
 
 /// Who a certificate belongs to.
+///
+/// Every certificate the fleet CA issues to a client carries exactly one identity, as a URI in
+/// its subject alternative names:
+///
+/// * a device: `urn:palisade:device:<name>`;
+/// * an orchestrator user or tool: `urn:palisade:user:<name>:<role>`, `<role>` being `admin`
+///   or `read-only`.
+///
+/// Names follow [`validate_name`]. The URI, not the subject common name, is what authorisation
+/// looks at: [`identify`] reads it back from a certificate the TLS layer has verified.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Identity {
     /// A device (DPU firmware or host shim), by its name.

@@ -1,22 +1,4 @@
-//! The fleet manager's TLS server configuration: optional client certificates verified against
-//! the fleet CA and its current CRL, and a server certificate that can be rotated in place.
-//!
-//! Client certificates are *optional* at the TLS layer, because a device enrolls before it has
-//! one; the application decides per request what an anonymous peer may do (see
-//! [`ConnInfo`](crate::ConnInfo)). A client that does present a certificate must pass every
-//! check or the handshake fails:
-//!
-//! * it chains to the fleet CA and is valid now;
-//! * it has the clientAuth extended key usage (an extension that must be present: a leaf with
-//!   no extended key usage at all is refused, unlike plain WebPKI);
-//! * it is not revoked by the current CRL;
-//! * it carries exactly one well-formed palisade identity (see [`identify`](crate::identify)).
-//!
-//! [`ServerTls::set_crl`] and [`ServerTls::rotate`] affect handshakes that start after they
-//! return; connections already established are not re-checked (close them if that matters, for
-//! example after revoking a device). TLS session resumption is disabled, so that every new
-//! connection is checked against the current CRL and validity period, not those of an earlier
-//! session.
+//! The fleet manager's TLS server configuration (see [`ServerTls`]).
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -115,11 +97,31 @@ impl TrustedCa {
     }
 }
 
-/// The TLS side of the fleet manager's gRPC server.
+/// The TLS side of the fleet manager's gRPC server: optional client certificates verified
+/// against the fleet CA and its current CRL, and a server certificate that can be rotated in
+/// place.
+///
+/// Client certificates are *optional* at the TLS layer, because a device enrolls before it has
+/// one; the application decides per request what an anonymous peer may do (see [`ConnInfo`]).
+/// A client that does present a certificate must pass every check or the handshake fails:
+///
+/// * it chains to the fleet CA and is valid now;
+/// * it has the clientAuth extended key usage (the extension must be present: a leaf without
+///   any extended key usage is refused, which plain WebPKI would accept);
+/// * it is not revoked by the current CRL;
+/// * it carries exactly one well-formed palisade identity (see [`identify`]).
+///
+/// [`ServerTls::set_crl`] and [`ServerTls::rotate`] affect handshakes that start after they
+/// return; connections already established are not re-checked (close them if that matters, for
+/// example after revoking a device). TLS session resumption is disabled, so that every new
+/// connection is checked against the current CRL and validity period, not those of an earlier
+/// session.
 ///
 /// Cheap to clone: clones share the same state, so a [`ServerTls::set_crl`] or
 /// [`ServerTls::rotate`] through any clone applies to all of them, and to every
 /// [`ServerConfig`] already handed out by [`ServerTls::server_config`].
+///
+/// [`ConnInfo`]: crate::ConnInfo
 #[derive(Clone)]
 pub struct ServerTls {
     inner: Arc<Inner>,

@@ -60,6 +60,12 @@ fn new_ca_is_a_self_signed_ten_year_ca() {
         Some(0)
     );
     assert_eq!(common_name(&cert), CA_COMMON_NAME);
+    let other = Ca::generate().unwrap();
+    assert_ne!(
+        cert.subject(),
+        ca_cert(&other).subject(),
+        "each CA has its own name"
+    );
     assert!(x509::issued_by(&cert, &cert));
     let ku = cert.key_usage().unwrap().unwrap().value;
     assert!(ku.key_cert_sign() && ku.crl_sign());

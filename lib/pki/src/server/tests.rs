@@ -294,3 +294,33 @@ fn client_config_checks_the_identity() {
         assert!(err.contains(expected), "expected {expected:?}, got {err:?}");
     }
 }
+
+#[test]
+fn verifier_tells_expired_from_not_yet_valid() {
+    let f = fixture();
+    let tls = new_tls(&f, None).unwrap();
+    let now = SystemTime::now();
+    let issue = |from, to| {
+        let v = Validity::between(from, to).unwrap();
+        let der = f.ca.issue_user("bob", Role::Admin, v).unwrap().cert.der;
+        tls.inner
+            .verifier
+            .verify_client_cert(&CertificateDer::from(der), &[], UnixTime::now())
+    };
+    let expired = issue(now - 2 * DAY, now - DAY).unwrap_err();
+    assert!(
+        matches!(
+            expired,
+            rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. })
+        ),
+        "{expired:?}"
+    );
+    let early = issue(now + DAY, now + 2 * DAY).unwrap_err();
+    assert!(
+        matches!(
+            early,
+            rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext { .. })
+        ),
+        "{early:?}"
+    );
+}
