@@ -16,7 +16,8 @@ use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::server::{TrustedCa, provider, tls_error};
-use crate::{PkiError, x509};
+use crate::x509::Purpose;
+use crate::{PkiError, identify, x509};
 
 /// How long [`channel`] and [`lazy_channel`] wait for the TCP connection and the TLS handshake
 /// together.
@@ -26,8 +27,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// and presents `identity` (certificate PEM, key PEM) if given. A device that has not enrolled
 /// yet passes `None` and connects anonymously.
 ///
-/// Refuses an identity whose certificate was not issued by the CA or whose key is not the
-/// certificate's, rather than letting the server refuse it later with a less helpful alert.
+/// Refuses an identity whose certificate was not issued by the CA, is not a client certificate
+/// with a palisade identity, or whose key is not the certificate's, rather than letting the
+/// server refuse it later with a less helpful alert.
 ///
 /// ```no_run
 /// # async fn f(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<(), palisade_pki::PkiError> {
@@ -52,6 +54,15 @@ pub fn client_config(
             let (cert_what, key_what) = ("client certificate", "client key");
             ca.certified_key(&provider, cert_pem, key_pem, cert_what, key_what)?;
             let cert = x509::cert_from_pem(cert_pem, cert_what)?;
+            if !x509::has_purpose(&x509::parse_cert(&cert, cert_what)?, Purpose::ClientAuth) {
+                return Err(PkiError::InvalidCertificate {
+                    what: cert_what.to_owned(),
+                    reason: "it lacks the clientAuth extended key usage (issue it with \
+                             Ca::sign_device_csr or Ca::issue_user)"
+                        .to_owned(),
+                });
+            }
+            identify(&cert)?;
             let key = x509::key_from_pem(key_pem, key_what)?;
             builder
                 .with_client_auth_cert(vec![cert], key)

@@ -18,6 +18,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
+use crate::x509::Purpose;
 use crate::{PkiError, identify, x509};
 
 /// The ALPN protocols the server offers, in order of preference.
@@ -238,12 +239,7 @@ fn server_key(
     const WHAT: &str = "server certificate";
     let key = ca.certified_key(provider, cert_pem, key_pem, WHAT, "server key")?;
     let cert = x509::parse_cert(key.end_entity_cert().map_err(tls_error(WHAT))?, WHAT)?;
-    let server_auth = cert
-        .extended_key_usage()
-        .ok()
-        .flatten()
-        .is_some_and(|eku| eku.value.server_auth || eku.value.any);
-    if !server_auth {
+    if !x509::has_purpose(&cert, Purpose::ServerAuth) {
         return Err(PkiError::InvalidCertificate {
             what: WHAT.to_owned(),
             reason: "it lacks the serverAuth extended key usage (issue it with \
@@ -372,12 +368,7 @@ fn webpki_verifier(
 fn check_client_cert(end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
     let cert = x509::parse_cert(end_entity, "client certificate")
         .map_err(|_| CertificateError::BadEncoding)?;
-    let client_auth = cert
-        .extended_key_usage()
-        .ok()
-        .flatten()
-        .is_some_and(|eku| eku.value.client_auth);
-    if !client_auth {
+    if !x509::has_purpose(&cert, Purpose::ClientAuth) {
         return Err(CertificateError::InvalidPurpose.into());
     }
     identify(end_entity).map_err(|e| CertificateError::Other(OtherError(Arc::new(Readable(e)))))?;

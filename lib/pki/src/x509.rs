@@ -130,6 +130,27 @@ pub(crate) fn issued_by(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>) ->
         && cert.verify_signature(Some(ca.public_key())).is_ok()
 }
 
+/// The extended key usages this PKI issues.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Purpose {
+    /// TLS client authentication (devices, users).
+    ClientAuth,
+    /// TLS server authentication (the fleet manager).
+    ServerAuth,
+}
+
+/// Whether `cert` has an extended key usage extension naming `purpose`. A certificate without
+/// the extension does not qualify, though RFC 5280 would allow it any use.
+pub(crate) fn has_purpose(cert: &X509Certificate<'_>, purpose: Purpose) -> bool {
+    cert.extended_key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|eku| match purpose {
+            Purpose::ClientAuth => eku.value.client_auth,
+            Purpose::ServerAuth => eku.value.server_auth,
+        })
+}
+
 /// Checks that a CA certificate is one: a basic constraints extension saying so.
 pub(crate) fn check_is_ca(ca: &X509Certificate<'_>, what: &str) -> Result<(), PkiError> {
     if ca.is_ca() {

@@ -288,6 +288,12 @@ fn client_config_checks_the_identity() {
             &alice.key_pem,
             "CA certificate: not a CA certificate",
         ),
+        (
+            ca,
+            &f.server.cert.pem,
+            &f.server.key_pem,
+            "client certificate: it lacks the clientAuth extended key usage",
+        ),
     ];
     for (ca, cert, key, expected) in cases {
         let err = err_text(client_config(ca, Some((cert, key))));
@@ -323,4 +329,17 @@ fn verifier_tells_expired_from_not_yet_valid() {
         ),
         "{early:?}"
     );
+}
+
+#[test]
+fn shared_types_are_thread_safe() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<Ca>();
+    send_sync::<ServerTls>();
+    send_sync::<crate::DeviceKey>();
+    send_sync::<crate::ConnInfo>();
+    send_sync::<PkiError>();
+    send::<crate::TlsConn>();
+    send::<crate::Incoming>();
 }
