@@ -1114,6 +1114,22 @@ impl Fleet {
         })
     }
 
+    /// Records the hardware profile a device reports.
+    pub fn set_profile(&mut self, device: &str, profile: &str) -> Result<(), FleetError> {
+        let Some(mut dev) = self.devices.get(device).cloned() else {
+            return Err(FleetError::Denied(format!("device `{device}` is not enrolled")));
+        };
+        if dev.profile == profile {
+            return Ok(());
+        }
+        dev.profile = profile.to_string();
+        let mut batch = Batch::new();
+        batch.put(Table::Devices, device.to_string(), &dev);
+        self.store.write(batch)?;
+        self.devices.insert(device.to_string(), dev);
+        Ok(())
+    }
+
     /// A new API token for a user; returns the token (shown once).
     pub fn create_user_token(&mut self, name: &str, role: Role) -> Result<String, FleetError> {
         check_name(name)?;

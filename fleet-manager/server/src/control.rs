@@ -1,0 +1,196 @@
+//! The device-facing gRPC service: enrollment, renewal, program streams, acknowledgements
+//! and status reports.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use palisade_api::delta::{hash_from, update_for};
+use palisade_api::pb::control::v1::control_server::Control;
+use palisade_api::pb::control::v1::{
+    AckRequest, AckResponse, Credentials, DeviceStatus, EnrollRequest, ProgramUpdate,
+    RenewRequest, ReportStatusResponse, SubscribeRequest, ack_request,
+};
+use palisade_program::{ContentHash, DeviceProgram};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::convert::placement_from_pb;
+use crate::fleet::SignedCertificate;
+use crate::service::{CaAuthority, Core, status_of};
+
+/// The Control service.
+pub struct ControlService {
+    core: Arc<Core>,
+}
+
+impl ControlService {
+    /// The service over the shared core.
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+}
+
+fn credentials(core: &Core, cert: SignedCertificate) -> Credentials {
+    let now = crate::fleet::now_ms() / 1000;
+    // Renew at two thirds of the lifetime.
+    let renew_after = now + (cert.not_after_unix - now) * 2 / 3;
+    Credentials {
+        certificate_pem: cert.pem,
+        ca_pem: core.ca.cert_pem().to_string(),
+        not_after_unix: cert.not_after_unix,
+        renew_after_unix: renew_after,
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<ProgramUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<Credentials>, Status> {
+        let peer = request
+            .extensions()
+            .get::<palisade_pki::ConnInfo>()
+            .and_then(|c| c.remote_addr);
+        let req = request.into_inner();
+        let core = Arc::clone(&self.core);
+        let device = req.device.clone();
+        let authority = CaAuthority(Arc::clone(&self.core.ca));
+        let result = self
+            .core
+            .with_fleet(move |f| f.enroll(&req.device, &req.token, &req.csr_pem, &authority))
+            .await?;
+        match result {
+            Ok((cert, effects)) => {
+                info!(device = %device, serial = %cert.serial, "device enrolled");
+                core.apply_effects(effects);
+                Ok(Response::new(credentials(&core, cert)))
+            }
+            Err(e) => {
+                warn!(device = %device, peer = ?peer, "enrollment refused: {e}");
+                Err(status_of(&e))
+            }
+        }
+    }
+
+    async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<Credentials>, Status> {
+        let device = self.core.device(&request)?;
+        let csr = request.into_inner().csr_pem;
+        let authority = CaAuthority(Arc::clone(&self.core.ca));
+        let name = device.clone();
+        let cert = self
+            .core
+            .with_fleet(move |f| f.renew(&name, &csr, &authority))
+            .await?
+            .map_err(|e| {
+                warn!(device = %device, "renewal refused: {e}");
+                status_of(&e)
+            })?;
+        info!(device = %device, serial = %cert.serial, "certificate renewed");
+        Ok(Response::new(credentials(&self.core, cert)))
+    }
+
+    type SubscribeStream = UpdateStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let device = self.core.device(&request)?;
+        let req = request.into_inner();
+        let applied: Option<ContentHash> = if req.applied_hash.is_empty() {
+            None
+        } else {
+            Some(
+                hash_from(&req.applied_hash, "applied_hash")
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            )
+        };
+        if !req.profile.is_empty() {
+            let (name, profile) = (device.clone(), req.profile.clone());
+            self.core
+                .with_fleet(move |f| f.set_profile(&name, &profile))
+                .await?
+                .map_err(|e| status_of(&e))?;
+        }
+        // Make sure the hub knows the current desired program.
+        let desired = {
+            let fleet = self.core.fleet.lock().expect("fleet lock");
+            fleet.program(&device).cloned()
+        };
+        if let Some(p) = desired
+            && self
+                .core
+                .hub
+                .base(&device, &p.hash())
+                .is_none()
+        {
+            self.core.hub.publish(p);
+        }
+        let mut sub = self.core.hub.subscribe(&device);
+        let mut base: Option<Arc<DeviceProgram>> =
+            applied.and_then(|h| self.core.hub.base(&device, &h));
+        let mut running = applied;
+        info!(device = %device, applied = ?applied, "device subscribed");
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(async move {
+            loop {
+                let current = sub.desired.borrow_and_update().clone();
+                if let Some(program) = current
+                    && running != Some(program.hash())
+                {
+                    let update = update_for(&program, base.as_deref());
+                    if tx.send(Ok(update)).await.is_err() {
+                        break;
+                    }
+                    running = Some(program.hash());
+                    base = Some(program);
+                }
+                tokio::select! {
+                    changed = sub.desired.changed() => if changed.is_err() { break },
+                    _ = sub.kick.changed() => {
+                        let _ = tx.send(Err(Status::permission_denied("the device was revoked"))).await;
+                        break;
+                    }
+                    _ = tx.closed() => break,
+                }
+            }
+            drop(sub);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as UpdateStream))
+    }
+
+    async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
+        let device = self.core.device(&request)?;
+        let req = request.into_inner();
+        let hash = hash_from(&req.hash, "hash").map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let result = match req.result {
+            Some(ack_request::Result::Applied(p)) => Ok(placement_from_pb(&p)),
+            Some(ack_request::Result::Error(e)) => Err(e),
+            None => return Err(Status::invalid_argument("result: say `applied` or `error`")),
+        };
+        match &result {
+            Ok(_) => info!(device = %device, generation = req.generation, %hash, "program applied"),
+            Err(e) => warn!(device = %device, generation = req.generation, %hash, "program refused by the device: {e}"),
+        }
+        let name = device.clone();
+        let effects = self
+            .core
+            .with_fleet(move |f| f.ack(&name, req.generation, hash, result, None))
+            .await?
+            .map_err(|e| status_of(&e))?;
+        self.core.apply_effects(effects);
+        Ok(Response::new(AckResponse {}))
+    }
+
+    async fn report_status(
+        &self,
+        request: Request<DeviceStatus>,
+    ) -> Result<Response<ReportStatusResponse>, Status> {
+        let device = self.core.device(&request)?;
+        self.core.hub.report(&device, request.into_inner());
+        Ok(Response::new(ReportStatusResponse {}))
+    }
+}

@@ -1,0 +1,698 @@
+//! The orchestrator-facing gRPC service: inventory, policy objects, drafts and commits,
+//! explain, status, watch, enrollment tokens and revocation.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_api::pb::orchestrator::v1 as pb;
+use palisade_api::pb::orchestrator::v1::orchestrator_server::Orchestrator;
+use palisade_intent::{Object, ObjectKey, ObjectKind, lang, yaml};
+use palisade_program::{Direction, Packet, Protocol};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use crate::convert::*;
+use crate::fleet::{CommitRecord, Effects, Fleet, FleetError, Role, parse_scope, scope_text};
+use crate::hub::HubEvent;
+use crate::service::{Core, status_of};
+
+/// The Orchestrator service.
+pub struct OrchestratorService {
+    core: Arc<Core>,
+}
+
+impl OrchestratorService {
+    /// The service over the shared core.
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    /// Runs an inventory change and answers with its commit.
+    async fn inventory_change(
+        &self,
+        f: impl FnOnce(&mut Fleet) -> Result<(CommitRecord, Effects), FleetError> + Send + 'static,
+    ) -> Result<Response<pb::Change>, Status> {
+        let core = Arc::clone(&self.core);
+        let (commit, effects) = self.core.with_fleet(f).await?.map_err(|e| status_of(&e))?;
+        core.apply_effects(effects);
+        let fleet = core.fleet.lock().expect("fleet lock");
+        Ok(Response::new(pb::Change {
+            commit: Some(core.commit_pb(&fleet, &commit)),
+            ..pb::Change::default()
+        }))
+    }
+}
+
+/// Parses an object kind as users write it.
+pub fn parse_kind(text: &str) -> Result<ObjectKind, Status> {
+    let k = text.to_ascii_lowercase().replace(['-', '_', ' '], "");
+    Ok(match k.as_str() {
+        "tagtype" => ObjectKind::TagType,
+        "tag" => ObjectKind::Tag,
+        "addressgroup" => ObjectKind::AddressGroup,
+        "servicegroup" => ObjectKind::ServiceGroup,
+        "firewallpolicy" | "policy" => ObjectKind::FirewallPolicy,
+        "applicationpolicyset" | "aps" => ObjectKind::ApplicationPolicySet,
+        _ => {
+            return Err(Status::invalid_argument(format!(
+                "kind `{text}`: expected TagType, Tag, AddressGroup, ServiceGroup, FirewallPolicy or ApplicationPolicySet"
+            )));
+        }
+    })
+}
+
+fn kind_name(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::TagType => "TagType",
+        ObjectKind::Tag => "Tag",
+        ObjectKind::AddressGroup => "AddressGroup",
+        ObjectKind::ServiceGroup => "ServiceGroup",
+        ObjectKind::FirewallPolicy => "FirewallPolicy",
+        ObjectKind::ApplicationPolicySet => "ApplicationPolicySet",
+    }
+}
+
+/// Parses policy documents into objects; every problem of every document is reported.
+pub fn parse_documents(documents: &[pb::Document]) -> Result<Vec<Object>, Status> {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for (i, doc) in documents.iter().enumerate() {
+        let name = if doc.name.is_empty() {
+            format!("document {}", i + 1)
+        } else {
+            doc.name.clone()
+        };
+        let format = match doc.format.as_str() {
+            "" => {
+                let lower = name.to_ascii_lowercase();
+                if lower.ends_with(".pal") {
+                    "pal"
+                } else if lower.ends_with(".json") {
+                    "json"
+                } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+                    "yaml"
+                } else if doc.content.trim_start().starts_with('{') {
+                    "json"
+                } else if doc.content.lines().any(|l| l.starts_with("kind:")) {
+                    "yaml"
+                } else {
+                    "pal"
+                }
+            }
+            f @ ("pal" | "yaml" | "json") => f,
+            other => {
+                errors.push(format!(
+                    "{name}: format `{other}`: expected pal, yaml or json"
+                ));
+                continue;
+            }
+        };
+        if doc.content.contains("networking.k8s.io/") {
+            errors.push(format!(
+                "{name}: Kubernetes manifests are compiled by `fleet-manager policy compile`; the server stores Palisade intent (rule language, YAML, JSON)"
+            ));
+            continue;
+        }
+        match format {
+            "pal" => match lang::parse(&doc.content) {
+                Ok(d) => objects.extend(d.into_objects()),
+                Err(es) => errors.extend(es.iter().map(|e| e.render(&name, &doc.content))),
+            },
+            _ => match yaml::parse_objects(&name, &doc.content) {
+                Ok(os) => objects.extend(os.into_iter().map(|(o, _)| o)),
+                Err(es) => errors.extend(es.iter().map(|e| e.to_string())),
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(Status::invalid_argument(errors.join("\n")))
+    }
+}
+
+fn render(objects: &[Object], format: &str) -> Result<String, Status> {
+    match format {
+        "" | "yaml" => Ok(yaml::to_yaml(objects)),
+        "pal" => Ok(lang::print(objects)),
+        "json" => Ok(objects
+            .iter()
+            .map(|o| serde_json::to_string(o).expect("objects serialize"))
+            .collect::<Vec<_>>()
+            .join("\n")),
+        other => Err(Status::invalid_argument(format!(
+            "format `{other}`: expected yaml, json or pal"
+        ))),
+    }
+}
+
+fn object_key(kind: &str, scope: &str, name: &str) -> Result<ObjectKey, Status> {
+    Ok(ObjectKey {
+        kind: parse_kind(kind)?,
+        scope: parse_scope(scope).map_err(|e| status_of(&e))?,
+        name: name.to_string(),
+    })
+}
+
+fn diff_pb(scope: &palisade_intent::Scope, revision: u64, entries: &[palisade_intent::DiffEntry]) -> pb::DiffResponse {
+    pb::DiffResponse {
+        scope: scope_text(scope),
+        revision,
+        entries: entries
+            .iter()
+            .map(|e| pb::DiffEntry {
+                kind: kind_name(e.key.kind).into(),
+                name: e.key.name.clone(),
+                change: match e.change {
+                    palisade_intent::ChangeKind::Created => "created",
+                    palisade_intent::ChangeKind::Updated => "updated",
+                    palisade_intent::ChangeKind::Deleted => "deleted",
+                }
+                .into(),
+                before: e.before.as_ref().map(|o| yaml::to_yaml(std::slice::from_ref(o))).unwrap_or_default(),
+                after: e.after.as_ref().map(|o| yaml::to_yaml(std::slice::from_ref(o))).unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Orchestrator for OrchestratorService {
+    async fn get_inventory(
+        &self,
+        request: Request<pb::GetInventoryRequest>,
+    ) -> Result<Response<pb::Inventory>, Status> {
+        self.core.caller(&request)?;
+        let fleet = self.core.fleet.lock().expect("fleet lock");
+        let inv = fleet.inventory();
+        Ok(Response::new(pb::Inventory {
+            devices: inv.devices.iter().map(device_to_pb).collect(),
+            projects: inv.projects.iter().map(project_to_pb).collect(),
+            workloads: inv.workloads.iter().map(workload_to_pb).collect(),
+        }))
+    }
+
+    async fn put_device(&self, request: Request<pb::Device>) -> Result<Response<pb::Change>, Status> {
+        self.core.admin(&request)?;
+        let device = device_from_pb(request.get_ref()).map_err(Status::invalid_argument)?;
+        crate::fleet::check_name(&device.name).map_err(|e| status_of(&e))?;
+        self.inventory_change(move |f| f.put_device(device)).await
+    }
+
+    async fn delete_device(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::Change>, Status> {
+        self.core.admin(&request)?;
+        let name = request.into_inner().name;
+        self.inventory_change(move |f| f.delete_device(&name)).await
+    }
+
+    async fn put_project(&self, request: Request<pb::Project>) -> Result<Response<pb::Change>, Status> {
+        self.core.admin(&request)?;
+        let project = project_from_pb(request.get_ref()).map_err(Status::invalid_argument)?;
+        self.inventory_change(move |f| f.put_project(project)).await
+    }
+
+    async fn delete_project(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::Change>, Status> {
+        self.core.admin(&request)?;
+        let name = request.into_inner().name;
+        self.inventory_change(move |f| f.delete_project(&name)).await
+    }
+
+    async fn put_workload(&self, request: Request<pb::Workload>) -> Result<Response<pb::Change>, Status> {
+        self.core.admin(&request)?;
+        let workload = workload_from_pb(request.get_ref()).map_err(Status::invalid_argument)?;
+        self.inventory_change(move |f| f.put_workload(workload)).await
+    }
+
+    async fn delete_workload(
+        &self,
+        request: Request<pb::DeleteWorkloadRequest>,
+    ) -> Result<Response<pb::Change>, Status> {
+        self.core.admin(&request)?;
+        let req = request.into_inner();
+        self.inventory_change(move |f| f.delete_workload(&req.project, &req.name)).await
+    }
+
+    async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
+        let caller = self.core.admin(&request)?;
+        let req = request.into_inner();
+        let objects = parse_documents(&req.documents)?;
+        let dry_run = req.dry_run;
+        let core = Arc::clone(&self.core);
+        let (applied, commit, effects) = self
+            .core
+            .with_fleet(move |f| f.apply(objects, dry_run))
+            .await?
+            .map_err(|e| status_of(&e))?;
+        core.apply_effects(effects);
+        if let Some(c) = &commit {
+            info!(user = %caller.name, generation = c.generation, "applied and committed");
+        }
+        let fleet = core.fleet.lock().expect("fleet lock");
+        Ok(Response::new(pb::ApplyResponse {
+            changes: applied
+                .iter()
+                .map(|a| pb::ObjectChange {
+                    kind: kind_name(a.key.kind).into(),
+                    scope: scope_text(&a.key.scope),
+                    name: a.key.name.clone(),
+                    change: match a.change {
+                        palisade_intent::AppliedChange::Created => "created",
+                        palisade_intent::AppliedChange::Updated => "updated",
+                        palisade_intent::AppliedChange::Unchanged => "unchanged",
+                    }
+                    .into(),
+                    drafted: a.drafted,
+                })
+                .collect(),
+            commits: commit.iter().map(|c| core.commit_pb(&fleet, c)).collect(),
+        }))
+    }
+
+    async fn get_objects(
+        &self,
+        request: Request<pb::GetObjectsRequest>,
+    ) -> Result<Response<pb::GetObjectsResponse>, Status> {
+        self.core.caller(&request)?;
+        let req = request.into_inner();
+        let kind = match req.kind.as_str() {
+            "" => None,
+            k => Some(parse_kind(k)?),
+        };
+        let scope = match req.scope.as_str() {
+            "" => None,
+            s => Some(parse_scope(s).map_err(|e| status_of(&e))?),
+        };
+        let fleet = self.core.fleet.lock().expect("fleet lock");
+        let intent = fleet.intent();
+        let view = match (&scope, req.drafts) {
+            (Some(s), true) => intent.draft_view(s),
+            (None, true) => {
+                return Err(Status::invalid_argument("drafts: say which scope"));
+            }
+            _ => intent.committed().clone(),
+        };
+        let mut objects = Vec::new();
+        for o in view.objects() {
+            let key = o.key();
+            if kind.is_some_and(|k| k != key.kind)
+                || scope.as_ref().is_some_and(|s| *s != key.scope)
+                || (!req.name.is_empty() && req.name != key.name)
+            {
+                continue;
+            }
+            objects.push(pb::StoredObject {
+                kind: kind_name(key.kind).into(),
+                scope: scope_text(&key.scope),
+                name: key.name.clone(),
+                content: render(std::slice::from_ref(o), &req.format)?,
+            });
+        }
+        if objects.is_empty() && !req.name.is_empty() {
+            return Err(Status::not_found(format!("no object named `{}`", req.name)));
+        }
+        Ok(Response::new(pb::GetObjectsResponse { objects }))
+    }
+
+    async fn delete_object(
+        &self,
+        request: Request<pb::DeleteObjectRequest>,
+    ) -> Result<Response<pb::Change>, Status> {
+        self.core.admin(&request)?;
+        let req = request.into_inner();
+        let key = object_key(&req.kind, &req.scope, &req.name)?;
+        let scope = key.scope.clone();
+        let core = Arc::clone(&self.core);
+        let (commit, effects) = self
+            .core
+            .with_fleet(move |f| f.delete_object(&key))
+            .await?
+            .map_err(|e| status_of(&e))?;
+        core.apply_effects(effects);
+        let fleet = core.fleet.lock().expect("fleet lock");
+        Ok(Response::new(match commit {
+            Some(c) => pb::Change {
+                commit: Some(core.commit_pb(&fleet, &c)),
+                ..pb::Change::default()
+            },
+            None => pb::Change {
+                drafted: true,
+                revision: fleet.intent().revision(&scope),
+                scope: scope_text(&scope),
+                ..pb::Change::default()
+            },
+        }))
+    }
+
+    async fn set_drafting(
+        &self,
+        request: Request<pb::SetDraftingRequest>,
+    ) -> Result<Response<pb::Change>, Status> {
+        self.core.admin(&request)?;
+        let req = request.into_inner();
+        let scope = parse_scope(&req.scope).map_err(|e| status_of(&e))?;
+        let s = scope.clone();
+        let revision = self
+            .core
+            .with_fleet(move |f| f.set_drafting(s.clone(), req.enabled).map(|()| f.intent().revision(&s)))
+            .await?
+            .map_err(|e| status_of(&e))?;
+        Ok(Response::new(pb::Change {
+            drafted: req.enabled,
+            scope: scope_text(&scope),
+            revision,
+            commit: None,
+        }))
+    }
+
+    async fn diff(&self, request: Request<pb::ScopeRequest>) -> Result<Response<pb::DiffResponse>, Status> {
+        self.core.caller(&request)?;
+        let scope = parse_scope(&request.get_ref().scope).map_err(|e| status_of(&e))?;
+        let fleet = self.core.fleet.lock().expect("fleet lock");
+        let (revision, entries) = fleet.diff(&scope);
+        Ok(Response::new(diff_pb(&scope, revision, &entries)))
+    }
+
+    async fn commit(&self, request: Request<pb::CommitRequest>) -> Result<Response<pb::Change>, Status> {
+        let caller = self.core.admin(&request)?;
+        let req = request.into_inner();
+        let scope = parse_scope(&req.scope).map_err(|e| status_of(&e))?;
+        let core = Arc::clone(&self.core);
+        let (commit, effects) = self
+            .core
+            .with_fleet(move |f| f.commit(&scope, req.expected_revision))
+            .await?
+            .map_err(|e| status_of(&e))?;
+        info!(user = %caller.name, generation = commit.generation, scope = %commit.scope, "committed");
+        core.apply_effects(effects);
+        let fleet = core.fleet.lock().expect("fleet lock");
+        Ok(Response::new(pb::Change {
+            commit: Some(core.commit_pb(&fleet, &commit)),
+            ..pb::Change::default()
+        }))
+    }
+
+    async fn revert(&self, request: Request<pb::ScopeRequest>) -> Result<Response<pb::DiffResponse>, Status> {
+        self.core.admin(&request)?;
+        let scope = parse_scope(&request.get_ref().scope).map_err(|e| status_of(&e))?;
+        let s = scope.clone();
+        let (revision, entries) = self
+            .core
+            .with_fleet(move |f| f.revert(&s).map(|d| (f.intent().revision(&s), d)))
+            .await?
+            .map_err(|e| status_of(&e))?;
+        Ok(Response::new(diff_pb(&scope, revision, &entries)))
+    }
+
+    async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
+        self.core.caller(&request)?;
+        let req = request.into_inner();
+        let fleet = self.core.fleet.lock().expect("fleet lock");
+        explain(&fleet, &req).map(Response::new)
+    }
+
+    async fn list_commits(
+        &self,
+        request: Request<pb::ListCommitsRequest>,
+    ) -> Result<Response<pb::ListCommitsResponse>, Status> {
+        self.core.caller(&request)?;
+        let limit = match request.get_ref().limit {
+            0 => 20,
+            n => n as usize,
+        };
+        let fleet = self.core.fleet.lock().expect("fleet lock");
+        Ok(Response::new(pb::ListCommitsResponse {
+            commits: fleet
+                .commits(limit)
+                .into_iter()
+                .map(|c| self.core.commit_pb(&fleet, c))
+                .collect(),
+        }))
+    }
+
+    async fn get_commit(
+        &self,
+        request: Request<pb::GetCommitRequest>,
+    ) -> Result<Response<pb::CommitStatus>, Status> {
+        self.core.caller(&request)?;
+        let generation = request.get_ref().generation;
+        let fleet = self.core.fleet.lock().expect("fleet lock");
+        let commit = fleet
+            .commit_record(generation)
+            .ok_or_else(|| Status::not_found(format!("no commit has generation {generation}")))?;
+        Ok(Response::new(self.core.commit_pb(&fleet, commit)))
+    }
+
+    async fn list_devices(
+        &self,
+        request: Request<pb::ListDevicesRequest>,
+    ) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        self.core.caller(&request)?;
+        let fleet = self.core.fleet.lock().expect("fleet lock");
+        Ok(Response::new(pb::ListDevicesResponse {
+            devices: fleet
+                .device_names()
+                .iter()
+                .map(|d| device_state(&self.core, &fleet, d))
+                .collect(),
+        }))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        self.core.caller(&request)?;
+        let mut events = self.core.hub.events();
+        let core = Arc::clone(&self.core);
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    e = events.recv() => e,
+                    _ = tx.closed() => break,
+                };
+                let message = match event {
+                    Ok(HubEvent::Commit(generation)) => {
+                        let fleet = core.fleet.lock().expect("fleet lock");
+                        fleet.commit_record(generation).map(|c| pb::Event {
+                            event: Some(pb::event::Event::Commit(core.commit_pb(&fleet, c))),
+                        })
+                    }
+                    Ok(HubEvent::Device(name)) => {
+                        let fleet = core.fleet.lock().expect("fleet lock");
+                        Some(pb::Event {
+                            event: Some(pb::event::Event::Device(device_state(&core, &fleet, &name))),
+                        })
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "the watcher fell {n} events behind; watch again and list to resynchronise"
+                            ))))
+                            .await;
+                        break;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                if let Some(m) = message
+                    && tx.send(Ok(m)).await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as EventStream))
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        request: Request<pb::CreateEnrollmentTokenRequest>,
+    ) -> Result<Response<pb::EnrollmentToken>, Status> {
+        let caller = self.core.admin(&request)?;
+        let req = request.into_inner();
+        let validity = Duration::from_secs(match req.valid_seconds {
+            0 => 3600,
+            s => u64::from(s),
+        });
+        let device = req.device.clone();
+        let core = Arc::clone(&self.core);
+        let (token, expires, effects) = self
+            .core
+            .with_fleet(move |f| f.create_token(&req.device, validity))
+            .await?
+            .map_err(|e| status_of(&e))?;
+        core.apply_effects(effects);
+        info!(user = %caller.name, device = %device, "enrollment token created");
+        Ok(Response::new(pb::EnrollmentToken {
+            device,
+            token,
+            expires_at_unix: expires,
+        }))
+    }
+
+    async fn revoke_device(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::RevokeDeviceResponse>, Status> {
+        let caller = self.core.admin(&request)?;
+        let name = request.into_inner().name;
+        let core = Arc::clone(&self.core);
+        let device = name.clone();
+        let (serials, effects) = self
+            .core
+            .with_fleet(move |f| f.revoke(&device))
+            .await?
+            .map_err(|e| status_of(&e))?;
+        core.apply_effects(effects);
+        info!(user = %caller.name, device = %name, certificates = serials.len(), "device revoked");
+        Ok(Response::new(pb::RevokeDeviceResponse { serials }))
+    }
+
+    async fn create_api_token(
+        &self,
+        request: Request<pb::CreateApiTokenRequest>,
+    ) -> Result<Response<pb::ApiToken>, Status> {
+        let caller = self.core.admin(&request)?;
+        let req = request.into_inner();
+        let role = match req.role.as_str() {
+            "admin" => Role::Admin,
+            "read-only" | "readonly" | "" => Role::ReadOnly,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "role `{other}`: expected admin or read-only"
+                )));
+            }
+        };
+        let name = req.name.clone();
+        let token = self
+            .core
+            .with_fleet(move |f| f.create_user_token(&req.name, role))
+            .await?
+            .map_err(|e| status_of(&e))?;
+        info!(user = %caller.name, new_user = %name, ?role, "API token created");
+        Ok(Response::new(pb::ApiToken { name, token }))
+    }
+}
+
+/// A device's state message.
+pub fn device_state(core: &Core, fleet: &Fleet, name: &str) -> pb::DeviceState {
+    let record = fleet.device(name);
+    let desired = fleet.program(name);
+    let status = core.hub.status(name);
+    let placement = record.and_then(|r| r.acked.as_ref()).map(|a| &a.placement);
+    pb::DeviceState {
+        name: name.to_string(),
+        enrolled: record.is_some_and(|r| !r.certificates.is_empty()),
+        connected: core.hub.connected(name),
+        revoked: record.is_some_and(|r| r.revoked),
+        desired_generation: desired.map_or(0, |p| p.generation()),
+        desired_hash: desired.map(|p| p.hash().0.to_vec()).unwrap_or_default(),
+        acked_generation: record.and_then(|r| r.acked.as_ref()).map_or(0, |a| a.generation),
+        acked_hash: record
+            .and_then(|r| r.acked.as_ref())
+            .and_then(|a| a.hash.parse::<palisade_program::ContentHash>().ok())
+            .map(|h| h.0.to_vec())
+            .unwrap_or_default(),
+        last_error: record
+            .and_then(|r| r.failed.as_ref())
+            .filter(|f| record.and_then(|r| r.acked.as_ref()).is_none_or(|a| a.generation < f.generation))
+            .map(|f| f.error.clone())
+            .unwrap_or_default(),
+        last_seen_unix_ms: core.hub.last_seen_ms(name),
+        certificate_not_after_unix: record
+            .and_then(|r| r.certificates.iter().map(|c| c.not_after_unix).max())
+            .unwrap_or(0),
+        profile: record.map(|r| r.profile.clone()).unwrap_or_default(),
+        hardware_rules: placement.map_or(0, |p| p.hardware),
+        split_rules: placement.map_or(0, |p| p.split),
+        software_rules: placement.map_or(0, |p| p.software),
+        sessions: status.map_or(0, |s| s.sessions),
+    }
+}
+
+/// Explains a connection from committed intent, and what each device's program does with
+/// it, with where the deciding rule runs (as the device last reported).
+pub fn explain(fleet: &Fleet, req: &pb::ExplainRequest) -> Result<pb::ExplainResponse, Status> {
+    let index = fleet.index();
+    let address = |reference: &str, what: &str| {
+        index
+            .resolve(reference)
+            .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))?
+            .address(index)
+            .ok_or_else(|| Status::invalid_argument(format!("{what}: `{reference}` has no address")))
+    };
+    let src = address(&req.from, "from")?;
+    let dst = address(&req.to, "to")?;
+    let protocol: Protocol = match req.protocol.as_str() {
+        "" => Protocol::TCP,
+        p => p.parse().map_err(|e| Status::invalid_argument(format!("protocol: {e}")))?,
+    };
+    let dst_port = u16::try_from(req.port).map_err(|_| Status::invalid_argument("port: above 65535"))?;
+    let src_port = match req.src_port {
+        0 => 49152,
+        p => u16::try_from(p).map_err(|_| Status::invalid_argument("src_port: above 65535"))?,
+    };
+    let query = palisade_intent::Query {
+        src,
+        dst,
+        protocol,
+        src_port,
+        dst_port,
+    };
+    let set = fleet.intent().committed();
+    let e = palisade_intent::explain(set, index, &query).map_err(|e| Status::failed_precondition(e.to_string()))?;
+    let packet = Packet {
+        src,
+        dst,
+        protocol,
+        src_port,
+        dst_port,
+    };
+    let mut text = format!(
+        "{protocol} {src} -> {dst}{}: {}\n",
+        if protocol.has_ports() { format!(":{dst_port}") } else { String::new() },
+        if e.allowed { "ALLOWED" } else { "DENIED" }
+    );
+    text.push_str(&palisade_intent::explain::render(set, &e));
+    let mut devices = Vec::new();
+    for (ip, direction) in [(src, Direction::Egress), (dst, Direction::Ingress)] {
+        let Some(palisade_inventory::AddressOwner::Endpoint(id)) = index.owner_of(ip) else {
+            continue;
+        };
+        let info = index.endpoint(id);
+        let device = &index.inventory().devices[info.device].name;
+        let Some(program) = fleet.program(device) else { continue };
+        let Some(local) = program.endpoint_index(&info.name) else { continue };
+        let v = program.evaluate_side(local, direction, &packet);
+        let decided_by = match v.decision {
+            palisade_program::Decision::Rule { rule, .. } => {
+                let place = fleet
+                    .device(device)
+                    .and_then(|d| d.acked.as_ref())
+                    .filter(|a| a.generation >= program.generation())
+                    .and_then(|a| a.placement.rules.get(&rule.id).cloned())
+                    .unwrap_or_else(|| "placement not reported yet".into());
+                format!("rule {} ({place})", rule.id)
+            }
+            palisade_program::Decision::TierDefault { tier, action } => format!("{tier} tier default ({action})"),
+            palisade_program::Decision::EndOfTiers => "end of tiers (allow)".into(),
+        };
+        text.push_str(&format!(
+            "  device {device} ({direction} of {}): {} by {decided_by}\n",
+            info.name,
+            if v.allowed { "allows" } else { "denies" }
+        ));
+        devices.push(serde_json::json!({"device": device, "endpoint": info.name, "direction": direction, "allowed": v.allowed, "decided_by": decided_by}));
+    }
+    let json = serde_json::json!({"allowed": e.allowed, "intent": e, "devices": devices});
+    Ok(pb::ExplainResponse {
+        allowed: e.allowed,
+        text,
+        json: json.to_string(),
+    })
+}
