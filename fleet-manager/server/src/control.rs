@@ -7,8 +7,8 @@ use std::sync::Arc;
 use palisade_api::delta::{hash_from, update_for};
 use palisade_api::pb::control::v1::control_server::Control;
 use palisade_api::pb::control::v1::{
-    AckRequest, AckResponse, Credentials, DeviceStatus, EnrollRequest, ProgramUpdate,
-    RenewRequest, ReportStatusResponse, SubscribeRequest, ack_request,
+    AckRequest, AckResponse, Credentials, DeviceStatus, EnrollRequest, ProgramUpdate, RenewRequest,
+    ReportStatusResponse, SubscribeRequest, ack_request,
 };
 use palisade_program::{ContentHash, DeviceProgram};
 use tokio::sync::mpsc;
@@ -49,7 +49,10 @@ type UpdateStream = Pin<Box<dyn Stream<Item = Result<ProgramUpdate, Status>> + S
 
 #[tonic::async_trait]
 impl Control for ControlService {
-    async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<Credentials>, Status> {
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<Credentials>, Status> {
         let peer = request
             .extensions()
             .get::<palisade_pki::ConnInfo>()
@@ -121,11 +124,7 @@ impl Control for ControlService {
             fleet.program(&device).cloned()
         };
         if let Some(p) = desired
-            && self
-                .core
-                .hub
-                .base(&device, &p.hash())
-                .is_none()
+            && self.core.hub.base(&device, &p.hash()).is_none()
         {
             self.core.hub.publish(p);
         }
@@ -159,13 +158,16 @@ impl Control for ControlService {
             }
             drop(sub);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as UpdateStream))
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as UpdateStream
+        ))
     }
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
         let device = self.core.device(&request)?;
         let req = request.into_inner();
-        let hash = hash_from(&req.hash, "hash").map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let hash =
+            hash_from(&req.hash, "hash").map_err(|e| Status::invalid_argument(e.to_string()))?;
         let result = match req.result {
             Some(ack_request::Result::Applied(p)) => Ok(placement_from_pb(&p)),
             Some(ack_request::Result::Error(e)) => Err(e),
@@ -173,7 +175,9 @@ impl Control for ControlService {
         };
         match &result {
             Ok(_) => info!(device = %device, generation = req.generation, %hash, "program applied"),
-            Err(e) => warn!(device = %device, generation = req.generation, %hash, "program refused by the device: {e}"),
+            Err(e) => {
+                warn!(device = %device, generation = req.generation, %hash, "program refused by the device: {e}")
+            }
         }
         let name = device.clone();
         let effects = self

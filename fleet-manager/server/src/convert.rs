@@ -23,9 +23,10 @@ fn labels_pb(map: &BTreeMap<String, String>) -> std::collections::HashMap<String
 pub fn device_from_pb(d: &pb::Device) -> Result<Device, String> {
     let address = match d.address.as_str() {
         "" => None,
-        a => Some(a.parse().map_err(|_| {
-            format!("device {}: address `{a}` is not an IP address", d.name)
-        })?),
+        a => Some(
+            a.parse()
+                .map_err(|_| format!("device {}: address `{a}` is not an IP address", d.name))?,
+        ),
     };
     Ok(Device {
         name: d.name.clone(),
@@ -55,9 +56,8 @@ pub fn project_from_pb(p: &pb::Project) -> Result<Project, String> {
                 .iter()
                 .enumerate()
                 .map(|(j, s)| {
-                    s.parse::<Prefix>().map_err(|e| {
-                        format!("project {}: networks[{i}].subnets[{j}]: {e}", p.name)
-                    })
+                    s.parse::<Prefix>()
+                        .map_err(|e| format!("project {}: networks[{i}].subnets[{j}]: {e}", p.name))
                 })
                 .collect::<Result<_, _>>()?;
             Ok(Network {
@@ -95,7 +95,9 @@ pub fn project_to_pb(p: &Project) -> pb::Project {
 
 /// A workload from its message.
 pub fn workload_from_pb(w: &pb::Workload) -> Result<Workload, String> {
-    let at = |i: usize, what: String| format!("workload {}/{}: interfaces[{i}].{what}", w.project, w.name);
+    let at = |i: usize, what: String| {
+        format!("workload {}/{}: interfaces[{i}].{what}", w.project, w.name)
+    };
     let interfaces = w
         .interfaces
         .iter()

@@ -1117,7 +1117,9 @@ impl Fleet {
     /// Records the hardware profile a device reports.
     pub fn set_profile(&mut self, device: &str, profile: &str) -> Result<(), FleetError> {
         let Some(mut dev) = self.devices.get(device).cloned() else {
-            return Err(FleetError::Denied(format!("device `{device}` is not enrolled")));
+            return Err(FleetError::Denied(format!(
+                "device `{device}` is not enrolled"
+            )));
         };
         if dev.profile == profile {
             return Ok(());

@@ -158,7 +158,11 @@ fn object_key(kind: &str, scope: &str, name: &str) -> Result<ObjectKey, Status> 
     })
 }
 
-fn diff_pb(scope: &palisade_intent::Scope, revision: u64, entries: &[palisade_intent::DiffEntry]) -> pb::DiffResponse {
+fn diff_pb(
+    scope: &palisade_intent::Scope,
+    revision: u64,
+    entries: &[palisade_intent::DiffEntry],
+) -> pb::DiffResponse {
     pb::DiffResponse {
         scope: scope_text(scope),
         revision,
@@ -173,8 +177,16 @@ fn diff_pb(scope: &palisade_intent::Scope, revision: u64, entries: &[palisade_in
                     palisade_intent::ChangeKind::Deleted => "deleted",
                 }
                 .into(),
-                before: e.before.as_ref().map(|o| yaml::to_yaml(std::slice::from_ref(o))).unwrap_or_default(),
-                after: e.after.as_ref().map(|o| yaml::to_yaml(std::slice::from_ref(o))).unwrap_or_default(),
+                before: e
+                    .before
+                    .as_ref()
+                    .map(|o| yaml::to_yaml(std::slice::from_ref(o)))
+                    .unwrap_or_default(),
+                after: e
+                    .after
+                    .as_ref()
+                    .map(|o| yaml::to_yaml(std::slice::from_ref(o)))
+                    .unwrap_or_default(),
             })
             .collect(),
     }
@@ -198,35 +210,52 @@ impl Orchestrator for OrchestratorService {
         }))
     }
 
-    async fn put_device(&self, request: Request<pb::Device>) -> Result<Response<pb::Change>, Status> {
+    async fn put_device(
+        &self,
+        request: Request<pb::Device>,
+    ) -> Result<Response<pb::Change>, Status> {
         self.core.admin(&request)?;
         let device = device_from_pb(request.get_ref()).map_err(Status::invalid_argument)?;
         crate::fleet::check_name(&device.name).map_err(|e| status_of(&e))?;
         self.inventory_change(move |f| f.put_device(device)).await
     }
 
-    async fn delete_device(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::Change>, Status> {
+    async fn delete_device(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::Change>, Status> {
         self.core.admin(&request)?;
         let name = request.into_inner().name;
         self.inventory_change(move |f| f.delete_device(&name)).await
     }
 
-    async fn put_project(&self, request: Request<pb::Project>) -> Result<Response<pb::Change>, Status> {
+    async fn put_project(
+        &self,
+        request: Request<pb::Project>,
+    ) -> Result<Response<pb::Change>, Status> {
         self.core.admin(&request)?;
         let project = project_from_pb(request.get_ref()).map_err(Status::invalid_argument)?;
         self.inventory_change(move |f| f.put_project(project)).await
     }
 
-    async fn delete_project(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::Change>, Status> {
+    async fn delete_project(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::Change>, Status> {
         self.core.admin(&request)?;
         let name = request.into_inner().name;
-        self.inventory_change(move |f| f.delete_project(&name)).await
+        self.inventory_change(move |f| f.delete_project(&name))
+            .await
     }
 
-    async fn put_workload(&self, request: Request<pb::Workload>) -> Result<Response<pb::Change>, Status> {
+    async fn put_workload(
+        &self,
+        request: Request<pb::Workload>,
+    ) -> Result<Response<pb::Change>, Status> {
         self.core.admin(&request)?;
         let workload = workload_from_pb(request.get_ref()).map_err(Status::invalid_argument)?;
-        self.inventory_change(move |f| f.put_workload(workload)).await
+        self.inventory_change(move |f| f.put_workload(workload))
+            .await
     }
 
     async fn delete_workload(
@@ -235,10 +264,14 @@ impl Orchestrator for OrchestratorService {
     ) -> Result<Response<pb::Change>, Status> {
         self.core.admin(&request)?;
         let req = request.into_inner();
-        self.inventory_change(move |f| f.delete_workload(&req.project, &req.name)).await
+        self.inventory_change(move |f| f.delete_workload(&req.project, &req.name))
+            .await
     }
 
-    async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
+    async fn apply(
+        &self,
+        request: Request<pb::ApplyRequest>,
+    ) -> Result<Response<pb::ApplyResponse>, Status> {
         let caller = self.core.admin(&request)?;
         let req = request.into_inner();
         let objects = parse_documents(&req.documents)?;
@@ -359,7 +392,10 @@ impl Orchestrator for OrchestratorService {
         let s = scope.clone();
         let revision = self
             .core
-            .with_fleet(move |f| f.set_drafting(s.clone(), req.enabled).map(|()| f.intent().revision(&s)))
+            .with_fleet(move |f| {
+                f.set_drafting(s.clone(), req.enabled)
+                    .map(|()| f.intent().revision(&s))
+            })
             .await?
             .map_err(|e| status_of(&e))?;
         Ok(Response::new(pb::Change {
@@ -370,7 +406,10 @@ impl Orchestrator for OrchestratorService {
         }))
     }
 
-    async fn diff(&self, request: Request<pb::ScopeRequest>) -> Result<Response<pb::DiffResponse>, Status> {
+    async fn diff(
+        &self,
+        request: Request<pb::ScopeRequest>,
+    ) -> Result<Response<pb::DiffResponse>, Status> {
         self.core.caller(&request)?;
         let scope = parse_scope(&request.get_ref().scope).map_err(|e| status_of(&e))?;
         let fleet = self.core.fleet.lock().expect("fleet lock");
@@ -378,7 +417,10 @@ impl Orchestrator for OrchestratorService {
         Ok(Response::new(diff_pb(&scope, revision, &entries)))
     }
 
-    async fn commit(&self, request: Request<pb::CommitRequest>) -> Result<Response<pb::Change>, Status> {
+    async fn commit(
+        &self,
+        request: Request<pb::CommitRequest>,
+    ) -> Result<Response<pb::Change>, Status> {
         let caller = self.core.admin(&request)?;
         let req = request.into_inner();
         let scope = parse_scope(&req.scope).map_err(|e| status_of(&e))?;
@@ -397,7 +439,10 @@ impl Orchestrator for OrchestratorService {
         }))
     }
 
-    async fn revert(&self, request: Request<pb::ScopeRequest>) -> Result<Response<pb::DiffResponse>, Status> {
+    async fn revert(
+        &self,
+        request: Request<pb::ScopeRequest>,
+    ) -> Result<Response<pb::DiffResponse>, Status> {
         self.core.admin(&request)?;
         let scope = parse_scope(&request.get_ref().scope).map_err(|e| status_of(&e))?;
         let s = scope.clone();
@@ -409,7 +454,10 @@ impl Orchestrator for OrchestratorService {
         Ok(Response::new(diff_pb(&scope, revision, &entries)))
     }
 
-    async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
+    async fn explain(
+        &self,
+        request: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
         self.core.caller(&request)?;
         let req = request.into_inner();
         let fleet = self.core.fleet.lock().expect("fleet lock");
@@ -465,7 +513,10 @@ impl Orchestrator for OrchestratorService {
 
     type WatchStream = EventStream;
 
-    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         self.core.caller(&request)?;
         let mut events = self.core.hub.events();
         let core = Arc::clone(&self.core);
@@ -486,7 +537,9 @@ impl Orchestrator for OrchestratorService {
                     Ok(HubEvent::Device(name)) => {
                         let fleet = core.fleet.lock().expect("fleet lock");
                         Some(pb::Event {
-                            event: Some(pb::event::Event::Device(device_state(&core, &fleet, &name))),
+                            event: Some(pb::event::Event::Device(device_state(
+                                &core, &fleet, &name,
+                            ))),
                         })
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -506,7 +559,9 @@ impl Orchestrator for OrchestratorService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as EventStream))
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as EventStream
+        ))
     }
 
     async fn create_enrollment_token(
@@ -592,7 +647,9 @@ pub fn device_state(core: &Core, fleet: &Fleet, name: &str) -> pb::DeviceState {
         revoked: record.is_some_and(|r| r.revoked),
         desired_generation: desired.map_or(0, |p| p.generation()),
         desired_hash: desired.map(|p| p.hash().0.to_vec()).unwrap_or_default(),
-        acked_generation: record.and_then(|r| r.acked.as_ref()).map_or(0, |a| a.generation),
+        acked_generation: record
+            .and_then(|r| r.acked.as_ref())
+            .map_or(0, |a| a.generation),
         acked_hash: record
             .and_then(|r| r.acked.as_ref())
             .and_then(|a| a.hash.parse::<palisade_program::ContentHash>().ok())
@@ -600,7 +657,11 @@ pub fn device_state(core: &Core, fleet: &Fleet, name: &str) -> pb::DeviceState {
             .unwrap_or_default(),
         last_error: record
             .and_then(|r| r.failed.as_ref())
-            .filter(|f| record.and_then(|r| r.acked.as_ref()).is_none_or(|a| a.generation < f.generation))
+            .filter(|f| {
+                record
+                    .and_then(|r| r.acked.as_ref())
+                    .is_none_or(|a| a.generation < f.generation)
+            })
             .map(|f| f.error.clone())
             .unwrap_or_default(),
         last_seen_unix_ms: core.hub.last_seen_ms(name),
@@ -624,15 +685,20 @@ pub fn explain(fleet: &Fleet, req: &pb::ExplainRequest) -> Result<pb::ExplainRes
             .resolve(reference)
             .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))?
             .address(index)
-            .ok_or_else(|| Status::invalid_argument(format!("{what}: `{reference}` has no address")))
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("{what}: `{reference}` has no address"))
+            })
     };
     let src = address(&req.from, "from")?;
     let dst = address(&req.to, "to")?;
     let protocol: Protocol = match req.protocol.as_str() {
         "" => Protocol::TCP,
-        p => p.parse().map_err(|e| Status::invalid_argument(format!("protocol: {e}")))?,
+        p => p
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("protocol: {e}")))?,
     };
-    let dst_port = u16::try_from(req.port).map_err(|_| Status::invalid_argument("port: above 65535"))?;
+    let dst_port =
+        u16::try_from(req.port).map_err(|_| Status::invalid_argument("port: above 65535"))?;
     let src_port = match req.src_port {
         0 => 49152,
         p => u16::try_from(p).map_err(|_| Status::invalid_argument("src_port: above 65535"))?,
@@ -645,7 +711,8 @@ pub fn explain(fleet: &Fleet, req: &pb::ExplainRequest) -> Result<pb::ExplainRes
         dst_port,
     };
     let set = fleet.intent().committed();
-    let e = palisade_intent::explain(set, index, &query).map_err(|e| Status::failed_precondition(e.to_string()))?;
+    let e = palisade_intent::explain(set, index, &query)
+        .map_err(|e| Status::failed_precondition(e.to_string()))?;
     let packet = Packet {
         src,
         dst,
@@ -655,7 +722,11 @@ pub fn explain(fleet: &Fleet, req: &pb::ExplainRequest) -> Result<pb::ExplainRes
     };
     let mut text = format!(
         "{protocol} {src} -> {dst}{}: {}\n",
-        if protocol.has_ports() { format!(":{dst_port}") } else { String::new() },
+        if protocol.has_ports() {
+            format!(":{dst_port}")
+        } else {
+            String::new()
+        },
         if e.allowed { "ALLOWED" } else { "DENIED" }
     );
     text.push_str(&palisade_intent::explain::render(set, &e));
@@ -666,8 +737,12 @@ pub fn explain(fleet: &Fleet, req: &pb::ExplainRequest) -> Result<pb::ExplainRes
         };
         let info = index.endpoint(id);
         let device = &index.inventory().devices[info.device].name;
-        let Some(program) = fleet.program(device) else { continue };
-        let Some(local) = program.endpoint_index(&info.name) else { continue };
+        let Some(program) = fleet.program(device) else {
+            continue;
+        };
+        let Some(local) = program.endpoint_index(&info.name) else {
+            continue;
+        };
         let v = program.evaluate_side(local, direction, &packet);
         let decided_by = match v.decision {
             palisade_program::Decision::Rule { rule, .. } => {
@@ -679,7 +754,9 @@ pub fn explain(fleet: &Fleet, req: &pb::ExplainRequest) -> Result<pb::ExplainRes
                     .unwrap_or_else(|| "placement not reported yet".into());
                 format!("rule {} ({place})", rule.id)
             }
-            palisade_program::Decision::TierDefault { tier, action } => format!("{tier} tier default ({action})"),
+            palisade_program::Decision::TierDefault { tier, action } => {
+                format!("{tier} tier default ({action})")
+            }
             palisade_program::Decision::EndOfTiers => "end of tiers (allow)".into(),
         };
         text.push_str(&format!(

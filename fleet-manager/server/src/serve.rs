@@ -130,11 +130,15 @@ fn write_secret(path: &Path, text: &str) -> Result<(), ServeError> {
 
 /// Starts the fleet manager.
 pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
-    std::fs::create_dir_all(&config.data)
-        .map_err(io(format!("creating the data directory {}", config.data.display())))?;
-    let (ca, created) = Ca::load_or_create(&config.data).map_err(|e| ServeError::Other(e.to_string()))?;
+    std::fs::create_dir_all(&config.data).map_err(io(format!(
+        "creating the data directory {}",
+        config.data.display()
+    )))?;
+    let (ca, created) =
+        Ca::load_or_create(&config.data).map_err(|e| ServeError::Other(e.to_string()))?;
     let ca = Arc::new(ca);
-    let store = RedbStore::open(&config.data.join(STATE_FILE)).map_err(|e| ServeError::Other(e.to_string()))?;
+    let store = RedbStore::open(&config.data.join(STATE_FILE))
+        .map_err(|e| ServeError::Other(e.to_string()))?;
     let fleet_config = config.fleet.clone();
     let mut fleet = tokio::task::spawn_blocking(move || Fleet::open(Arc::new(store), fleet_config))
         .await
@@ -157,9 +161,15 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let grpc_listener = TcpListener::bind(config.grpc_listen)
         .await
         .map_err(io(format!("listening on {}", config.grpc_listen)))?;
-    let grpc_addr = grpc_listener.local_addr().map_err(io("reading the gRPC address"))?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(io("reading the gRPC address"))?;
     let http_listener = match config.http_listen {
-        Some(a) => Some(TcpListener::bind(a).await.map_err(io(format!("listening on {a}")))?),
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(io(format!("listening on {a}")))?,
+        ),
         None => None,
     };
     let http_addr = match &http_listener {
@@ -179,8 +189,13 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let server_cert = ca
         .issue_server(&hosts, Validity::for_duration(SERVER_CERT_VALIDITY))
         .map_err(|e| ServeError::Other(e.to_string()))?;
-    let tls = ServerTls::new(ca.cert_pem(), &server_cert.cert.pem, &server_cert.key_pem, None)
-        .map_err(|e| ServeError::Other(e.to_string()))?;
+    let tls = ServerTls::new(
+        ca.cert_pem(),
+        &server_cert.cert.pem,
+        &server_cert.key_pem,
+        None,
+    )
+    .map_err(|e| ServeError::Other(e.to_string()))?;
 
     let hub = Arc::new(Hub::new());
     for program in fleet.programs().values() {
@@ -230,9 +245,7 @@ async fn serve_grpc(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ControlServer<ControlService>>()
-        .await;
+    health.set_serving::<ControlServer<ControlService>>().await;
     health
         .set_serving::<OrchestratorServer<OrchestratorService>>()
         .await;

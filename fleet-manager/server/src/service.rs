@@ -202,9 +202,9 @@ impl Core {
             })?
             .to_str()
             .map_err(|_| Status::unauthenticated("the authorization header is not text"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| Status::unauthenticated("the authorization header must be `Bearer <token>`"))?;
+        let token = header.strip_prefix("Bearer ").ok_or_else(|| {
+            Status::unauthenticated("the authorization header must be `Bearer <token>`")
+        })?;
         self.caller_for_token(token.trim())
     }
 
