@@ -4,12 +4,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod classify;
 #[cfg(feature = "dpdk")]
 mod dpdk_port;
 #[cfg(feature = "dpdk")]
 mod flow_offload;
+mod forward;
 mod run;
+mod state;
 
 /// Palisade vRouter: enforces device programs on a host's or DPU's ports.
 #[derive(Parser)]
@@ -25,6 +28,19 @@ enum Command {
     Classify(classify::Args),
     /// Run the dataplane on configured ports with a device program and a hardware profile.
     Run(run::Args),
+    /// Run under a fleet manager: enroll, receive programs over mTLS, enforce them, report.
+    Agent(agent::Args),
+}
+
+/// Logs to standard error; `RUST_LOG` filters (default `info`).
+fn logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 fn main() -> ExitCode {
@@ -32,6 +48,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Classify(args) => classify::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Agent(args) => agent::run(&args),
     };
     match result {
         Ok(code) => code,

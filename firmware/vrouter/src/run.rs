@@ -1,10 +1,6 @@
 //! `vrouter run`: the dataplane on real ports, with a device program and a hardware profile.
 //!
-//! The vRouter is a bump in the wire: each configured link joins two ports, and a frame
-//! received on one is sent out of the other when the program allows it. A frame redirected
-//! to an L7 service goes out of the service's port; frames the service sends back are
-//! forwarded by destination MAC (learned from the links' traffic), flooding the links'
-//! ports when the MAC is unknown. Mirrored frames are copied to the mirror's port.
+//! How frames move between the ports is [`crate::forward`]'s business.
 //!
 //! Configuration (YAML or JSON; paths relative to the file):
 //!
@@ -30,15 +26,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use palisade_dataplane::pipeline::{
-    Compiled, Disposition, NonIp, Pipeline, PipelineConfig, ProgramSlot,
-};
-use palisade_dataplane::session::{NullSink, SessionConfig};
+use palisade_dataplane::pipeline::{Compiled, NonIp, Pipeline, PipelineConfig, ProgramSlot};
+use palisade_dataplane::session::SessionConfig;
 use palisade_hw_profiles::Profile;
 use palisade_offload::{PlanOptions, ProgramPlan, RulePlace, plan_program};
 use palisade_ports::{AfPacketPort, Port};
 use palisade_program::DeviceProgram;
 use serde::Deserialize;
+
+use crate::forward::{Forwarder, Topology};
 
 /// Arguments of `vrouter run`.
 #[derive(clap::Args)]
@@ -115,7 +111,7 @@ fn default_profile() -> String {
     "sim-large".into()
 }
 
-fn load_profile(spec: &str, base: &Path) -> Result<Profile> {
+pub(crate) fn load_profile(spec: &str, base: &Path) -> Result<Profile> {
     if palisade_hw_profiles::builtin_names().contains(&spec) {
         return palisade_hw_profiles::builtin(spec).map_err(|e| anyhow!("{e}"));
     }
@@ -177,62 +173,9 @@ fn open_dpdk(spec: &PortSpec, _: &str, _: &ProgramPlan) -> Result<Box<dyn Port>>
     )
 }
 
-/// Where frames received on each port may go, by port index.
-struct Topology {
-    peer: Vec<Option<usize>>,
-    services: HashMap<String, usize>,
-    mirrors: HashMap<String, usize>,
-    service_ports: Vec<bool>,
-    link_ports: Vec<usize>,
-}
-
 fn topology(config: &RunConfig) -> Result<Topology> {
-    let index: HashMap<&str, usize> = config
-        .ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
-        .collect();
-    let find = |name: &str, what: &str| {
-        index
-            .get(name)
-            .copied()
-            .ok_or_else(|| anyhow!("{what} names port `{name}`, which is not in `ports`"))
-    };
-    let mut peer = vec![None; config.ports.len()];
-    for [a, b] in &config.links {
-        let (a, b) = (find(a, "a link")?, find(b, "a link")?);
-        if a == b || peer[a].is_some() || peer[b].is_some() {
-            bail!(
-                "link [{}, {}]: a port joins at most one link, and not with itself",
-                config.ports[a].name,
-                config.ports[b].name
-            );
-        }
-        peer[a] = Some(b);
-        peer[b] = Some(a);
-    }
-    let mut service_ports = vec![false; config.ports.len()];
-    let mut services = HashMap::new();
-    for (name, port) in &config.services {
-        let p = find(port, &format!("service `{name}`"))?;
-        service_ports[p] = true;
-        services.insert(name.clone(), p);
-    }
-    let mut mirrors = HashMap::new();
-    for (name, port) in &config.mirrors {
-        mirrors.insert(name.clone(), find(port, &format!("mirror `{name}`"))?);
-    }
-    let link_ports = (0..config.ports.len())
-        .filter(|&i| peer[i].is_some())
-        .collect();
-    Ok(Topology {
-        peer,
-        services,
-        mirrors,
-        service_ports,
-        link_ports,
-    })
+    let names: Vec<&str> = config.ports.iter().map(|p| p.name.as_str()).collect();
+    Topology::new(&names, &config.links, &config.services, &config.mirrors)
 }
 
 /// Runs the command.
@@ -267,7 +210,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         plan.rules.len(),
         profile.name()
     );
-    let mut ports: Vec<Box<dyn Port>> = config
+    let ports: Vec<Box<dyn Port>> = config
         .ports
         .iter()
         .map(|p| open_port(p, &plan))
@@ -289,7 +232,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         },
         ..PipelineConfig::default()
     };
-    let mut pipeline = Pipeline::new(pipeline_config, slot);
+    let pipeline = Pipeline::new(pipeline_config, slot);
     println!(
         "vrouter: running on {}",
         ports
@@ -298,79 +241,16 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let mut forwarder = Forwarder::new(ports, topology, pipeline);
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
     let mut last_stats = started;
-    let mut macs: HashMap<[u8; 6], usize> = HashMap::new();
-    let mut spare: Vec<Vec<u8>> = Vec::new();
-    let mut rx: Vec<Vec<u8>> = Vec::new();
-    let mut tx: Vec<Vec<Vec<u8>>> = vec![Vec::new(); ports.len()];
-    let mut outcomes = Vec::new();
-    let mut sink = NullSink;
     loop {
-        let now = started.elapsed().as_nanos() as u64;
-        let mut busy = false;
-        for (i, port) in ports.iter_mut().enumerate() {
-            rx.clear();
-            if port.recv(32, &mut rx, &mut spare)? == 0 {
-                continue;
-            }
-            busy = true;
-            if topology.peer[i].is_some() {
-                for f in &rx {
-                    if f.len() >= 12 {
-                        let src: [u8; 6] = f[6..12].try_into().expect("six bytes");
-                        macs.insert(src, i);
-                    }
-                }
-            }
-            if topology.service_ports[i] {
-                // Back from an L7 service: already judged; forward by destination MAC.
-                for f in rx.drain(..) {
-                    let dst: Option<[u8; 6]> = f.get(0..6).and_then(|d| d.try_into().ok());
-                    match dst.and_then(|d| macs.get(&d)) {
-                        Some(&out) => tx[out].push(f),
-                        None => {
-                            for &out in &topology.link_ports {
-                                tx[out].push(f.clone());
-                            }
-                        }
-                    }
-                }
-                continue;
-            }
-            outcomes.clear();
-            pipeline.process(&rx, now, &mut outcomes, &mut sink);
-            for (frame, outcome) in rx.drain(..).zip(&outcomes) {
-                if let Some(m) = outcome
-                    .mirror
-                    .as_ref()
-                    .and_then(|m| topology.mirrors.get(m.as_ref()))
-                {
-                    tx[*m].push(frame.clone());
-                }
-                let out = match &outcome.disposition {
-                    Disposition::Forward => topology.peer[i],
-                    Disposition::Redirect(service) => {
-                        topology.services.get(service.as_ref()).copied()
-                    }
-                    Disposition::Drop(_) => None,
-                };
-                match out {
-                    Some(o) => tx[o].push(frame),
-                    None => spare.push(frame),
-                }
-            }
-        }
-        for (port, frames) in ports.iter_mut().zip(tx.iter_mut()) {
-            if !frames.is_empty() {
-                port.send(frames, &mut spare)?;
-            }
-        }
+        let busy = forwarder.poll(started.elapsed().as_nanos() as u64)?;
         if let Some(every) = args.stats_every
             && last_stats.elapsed().as_secs_f64() >= every
         {
-            print_stats(&pipeline, &ports);
+            println!("{}", forwarder.stats_json());
             last_stats = Instant::now();
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -380,39 +260,6 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             std::thread::sleep(Duration::from_micros(50));
         }
     }
-    print_stats(&pipeline, &ports);
+    println!("{}", forwarder.stats_json());
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_stats(pipeline: &Pipeline, ports: &[Box<dyn Port>]) {
-    let c = pipeline.counters();
-    let dropped: serde_json::Map<String, serde_json::Value> = c
-        .dropped
-        .iter()
-        .map(|(reason, n)| (format!("{reason:?}").to_lowercase(), (*n).into()))
-        .collect();
-    let rules: serde_json::Map<String, serde_json::Value> = pipeline
-        .rule_counters()
-        .into_iter()
-        .filter(|(_, r)| r.connections > 0)
-        .map(|(id, r)| (id.to_string(), serde_json::json!({"connections": r.connections, "packets": r.packets, "bytes": r.bytes})))
-        .collect();
-    let ports: Vec<_> = ports
-        .iter()
-        .map(|p| {
-            let s = p.stats();
-            serde_json::json!({"port": p.name(), "rx": s.rx_frames, "tx": s.tx_frames, "tx_dropped": s.tx_dropped})
-        })
-        .collect();
-    let sessions = pipeline.sessions().counters();
-    println!(
-        "{}",
-        serde_json::json!({
-            "frames": c.frames, "forwarded": c.forwarded, "redirected": c.redirected,
-            "mirrored": c.mirrored, "dropped": dropped, "switches": c.switches,
-            "sessions": {"active": pipeline.sessions().len(), "created": sessions.created,
-                         "denied": sessions.denied, "expired": sessions.expired, "evicted": sessions.evicted},
-            "rules": rules, "ports": ports,
-        })
-    );
 }

@@ -39,6 +39,8 @@ const MAX_CONTROL_MESSAGE: usize = 1 << 20;
 const MAX_ORCHESTRATOR_MESSAGE: usize = 16 << 20;
 /// Largest program update sent to a device.
 const MAX_PROGRAM_MESSAGE: usize = 256 << 20;
+/// How long a shutdown waits for open calls.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Lifetime of the server certificate; rotated at half of it.
 const SERVER_CERT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -98,11 +100,21 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops the listeners and waits for them.
+    /// Stops the listeners and waits for open calls to finish, for at most
+    /// [`SHUTDOWN_GRACE`]: device streams never finish by themselves, so they are cut then
+    /// (devices reconnect to the next manager).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        let aborts: Vec<_> = self.tasks.iter().map(|t| t.abort_handle()).collect();
+        let all = async {
+            for t in self.tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            for a in aborts {
+                a.abort();
+            }
         }
     }
 
@@ -217,7 +229,15 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         tls.clone(),
         shutdown_rx.clone(),
     )));
-    drop(http_listener);
+    if let Some(listener) = http_listener {
+        tasks.push(tokio::spawn(crate::rest::serve(
+            Arc::clone(&core),
+            listener,
+            tls.clone(),
+            MAX_ORCHESTRATOR_MESSAGE,
+            shutdown_rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(rotate_server_cert(
         Arc::clone(&ca),
         tls.clone(),

@@ -124,6 +124,12 @@ fn prepare(url: &str, config: Arc<ClientConfig>) -> Result<(Endpoint, Connector)
         server_name,
         target: format!("{host}:{port}"),
     };
+    // The connector does TLS itself. tonic, when some crate of the build enables its own TLS,
+    // refuses an `https` endpoint without its TLS configuration, so the endpoint is named
+    // by its `http` form (only the `:scheme` of requests shows it).
+    let authority = uri.authority().ok_or_else(|| invalid("it has no host"))?;
+    let endpoint = Endpoint::from_shared(format!("http://{authority}"))
+        .map_err(|_| invalid("not a valid URL; expected https://host[:port]"))?;
     Ok((endpoint, connector))
 }
 

@@ -219,6 +219,13 @@ pub fn identify(cert_der: &[u8]) -> Result<PeerIdentity, PkiError> {
     })
 }
 
+/// Like [`identify`], for a PEM certificate (the first one in `cert_pem`).
+///
+/// A device reads its own stored certificate with it, to know its expiry across restarts.
+pub fn identify_pem(cert_pem: &str) -> Result<PeerIdentity, PkiError> {
+    identify(&x509::cert_from_pem(cert_pem, "certificate")?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,8 @@ pub use ca::{
 pub use client::{CONNECT_TIMEOUT, channel, client_config, lazy_channel};
 pub use device::DeviceKey;
 pub use error::PkiError;
-pub use identity::{Identity, MAX_NAME_LEN, PeerIdentity, Role, identify, validate_name};
+pub use identity::{
+    Identity, MAX_NAME_LEN, PeerIdentity, Role, identify, identify_pem, validate_name,
+};
 pub use server::{SERVER_ALPN, ServerTls};
 pub use validity::{CLOCK_SKEW, Validity};

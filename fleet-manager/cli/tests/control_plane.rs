@@ -1,0 +1,254 @@
+//! The control plane with real processes: `fleet-manager serve`, `vrouter agent`s, the CLI.
+//!
+//! * the README's walk-through: two agents enroll, intent in the rule language is applied
+//!   and committed, the commit becomes "enforced", and each device's acknowledged hash is
+//!   the hash of the program it stored;
+//! * faults: the manager killed right after a commit and restarted, a device killed and
+//!   restarted during a commit (it enforces its stored program before it reconnects), the
+//!   manager restarted with devices connected — everything converges, nothing is lost;
+//! * racing commits in one scope: one wins, the other gets a conflict.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::*;
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn three_tier(m: &Manager, policies: &[&str]) {
+    let ex = examples().join("three-tier");
+    let mut args = vec!["apply".to_string()];
+    for p in policies {
+        args.push("-f".into());
+        args.push(ex.join("policies").join(p).display().to_string());
+    }
+    args.push("-f".into());
+    args.push(ex.join("inventory.yaml").display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    m.ok(&args);
+}
+
+fn commit_state(m: &Manager, generation: u64) -> serde_json::Value {
+    let status = m.json(&["status", &generation.to_string()]);
+    status["commits"][0].clone()
+}
+
+#[test]
+fn readme_flow_two_agents_enforce_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manager::start(&dir.path().join("data"), 0, &[]);
+    assert!(m.ca.exists() && m.token_file.exists());
+
+    let mut agents = Vec::new();
+    for name in ["dpu-1", "dpu-2"] {
+        let token = m.token(name);
+        assert!(token.starts_with("plt_"), "{token}");
+        agents.push(agent(&m, name, &dir.path().join(name), Some(&token)));
+    }
+    wait_until(CONVERGE, "both devices to enroll and connect", || {
+        let d = m.devices();
+        d.iter()
+            .filter(|d| d["enrolled"] == true && d["connected"] == true)
+            .count()
+            == 2
+    });
+
+    // Global objects (tags, the admin tier) are committed as they are applied; the shop's
+    // project drafts until it is committed.
+    m.ok(&["drafting", "--scope", "project/shop", "on"]);
+    three_tier(&m, &["tags.pal", "admin.pal"]);
+    let shop = examples().join("three-tier/policies/shop.pal");
+    let applied = m.json(&["apply", "-f", shop.to_str().unwrap()]);
+    assert!(
+        applied["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["drafted"] == true),
+        "{applied}"
+    );
+    let diff = m.json(&["diff", "--scope", "project/shop"]);
+    assert_eq!(diff["entries"].as_array().unwrap().len(), 2, "{diff}");
+    let revision = u64_of(&diff["revision"]).to_string();
+
+    let commit = m.json(&[
+        "commit",
+        "--scope",
+        "project/shop",
+        "--revision",
+        &revision,
+        "--wait",
+        "60",
+    ]);
+    assert_eq!(commit["state"], "COMMIT_STATE_ENFORCED", "{commit}");
+    let generation = u64_of(&commit["generation"]);
+    let targets = commit["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2, "{commit}");
+
+    // `status` shows the commit enforced and, per device, the acknowledged generation and
+    // hash — which are those of the program each agent stored and runs.
+    let status = commit_state(&m, generation);
+    assert_eq!(status["state"], "COMMIT_STATE_ENFORCED");
+    for name in ["dpu-1", "dpu-2"] {
+        let target = targets.iter().find(|t| t["device"] == name).unwrap();
+        assert_eq!(target["state"], "TARGET_STATE_ACKED", "{target}");
+        let device = m.device(name);
+        assert_eq!(
+            device["ackedGeneration"].as_str(),
+            Some(&*generation.to_string())
+        );
+        assert_eq!(device["ackedHash"], target["hash"]);
+        let (stored_generation, stored_hash) = stored_program(&dir.path().join(name)).unwrap();
+        assert_eq!(stored_generation, generation);
+        assert_eq!(stored_hash, hash_of(&target["hash"]));
+        assert!(
+            device["hardwareRules"].as_u64().unwrap_or(0) > 0,
+            "placement reported: {device}"
+        );
+    }
+    // The two devices hold different workloads, so different programs.
+    assert_ne!(targets[0]["hash"], targets[1]["hash"]);
+
+    let text = m.ok(&["status", &generation.to_string()]);
+    assert!(text.contains("enforced"), "{text}");
+    let text = m.ok(&["devices"]);
+    assert_eq!(text.matches("in sync").count(), 2, "{text}");
+    drop(agents);
+}
+
+/// Rewrites the shop policy's app port, so every device's program changes.
+fn shop_with_port(dir: &Path, port: u16) -> String {
+    let text = std::fs::read_to_string(examples().join("three-tier/policies/shop.pal")).unwrap();
+    let changed = text.replace("tcp/8080", &format!("tcp/{port}"));
+    assert_ne!(text, changed);
+    let path = dir.join(format!("shop-{port}.pal"));
+    std::fs::write(&path, changed).unwrap();
+    path.display().to_string()
+}
+
+fn last_commit(applied: &serde_json::Value) -> u64 {
+    applied["commits"]
+        .as_array()
+        .and_then(|c| c.last())
+        .map(|c| u64_of(&c["generation"]))
+        .unwrap_or_else(|| panic!("no commit in {applied}"))
+}
+
+#[test]
+fn faults_converge_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut m = Manager::start(&data, 0, &["--ack-timeout", "120"]);
+    let (s1, s2) = (dir.path().join("dpu-1"), dir.path().join("dpu-2"));
+    let _a1 = agent(&m, "dpu-1", &s1, Some(&m.token("dpu-1")));
+    let mut a2 = agent(&m, "dpu-2", &s2, Some(&m.token("dpu-2")));
+    three_tier(&m, &["tags.pal", "admin.pal", "shop.pal"]);
+    wait_until(CONVERGE, "the first programs", || {
+        in_sync(&m, &["dpu-1", "dpu-2"])
+    });
+
+    // 1. The manager is killed right after a commit, before the devices could all ack.
+    let applied = m.json(&["apply", "-f", &shop_with_port(dir.path(), 8081)]);
+    let g1 = last_commit(&applied);
+    m.proc.kill();
+    let port = m.port;
+    m = Manager::start(&data, port, &["--ack-timeout", "120"]);
+    wait_until(
+        CONVERGE,
+        "commit 1 to be enforced after the restart",
+        || commit_state(&m, g1)["state"] == "COMMIT_STATE_ENFORCED",
+    );
+    wait_until(CONVERGE, "devices in sync", || {
+        in_sync(&m, &["dpu-1", "dpu-2"])
+    });
+    assert_eq!(stored_program(&s1).unwrap().0, g1);
+
+    // 2. A device is killed; a commit goes out while it is down; it restarts, enforces its
+    //    stored program at once, and catches up.
+    a2.kill();
+    let before = stored_program(&s2).unwrap();
+    wait_until(CONVERGE, "the manager to see dpu-2 gone", || {
+        m.device("dpu-2")["connected"] != true
+    });
+    let applied = m.json(&["apply", "-f", &shop_with_port(dir.path(), 8082)]);
+    let g2 = last_commit(&applied);
+    let pending = commit_state(&m, g2);
+    assert_eq!(pending["state"], "COMMIT_STATE_PENDING", "{pending}");
+    wait_until(CONVERGE, "dpu-1 to ack commit 2", || {
+        u64_of(&m.device("dpu-1")["ackedGeneration"]) == g2
+    });
+    let a2 = agent(&m, "dpu-2", &s2, None);
+    wait_until(CONVERGE, "commit 2 to be enforced", || {
+        commit_state(&m, g2)["state"] == "COMMIT_STATE_ENFORCED"
+    });
+    let log = a2.log();
+    let restored = log
+        .find("enforcing the program stored in the state directory")
+        .unwrap_or_else(|| panic!("no restore in:\n{log}"));
+    let connected = log.find("connected to the fleet manager").unwrap();
+    assert!(restored < connected, "restored after connecting:\n{log}");
+    assert!(log.contains(&format!("generation={}", before.0)), "{log}");
+    assert_eq!(stored_program(&s2).unwrap().0, g2);
+
+    // 3. The manager restarts (gracefully) with devices connected; they reconnect and the
+    //    next commit reaches them. The history survived.
+    let status = m.proc.terminate();
+    assert!(status.success(), "{status}");
+    m = Manager::start(&data, port, &["--ack-timeout", "120"]);
+    wait_until(CONVERGE, "devices to reconnect", || {
+        in_sync(&m, &["dpu-1", "dpu-2"])
+    });
+    let applied = m.json(&["apply", "-f", &shop_with_port(dir.path(), 8083)]);
+    let g3 = last_commit(&applied);
+    wait_until(CONVERGE, "commit 3 to be enforced", || {
+        commit_state(&m, g3)["state"] == "COMMIT_STATE_ENFORCED"
+    });
+    for g in [g1, g2] {
+        assert_eq!(commit_state(&m, g)["state"], "COMMIT_STATE_ENFORCED");
+    }
+    assert_eq!(stored_program(&s1).unwrap().0, g3);
+    assert_eq!(stored_program(&s2).unwrap().0, g3);
+}
+
+#[test]
+fn racing_commits_in_one_scope_one_wins_one_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manager::start(&dir.path().join("data"), 0, &[]);
+    m.ok(&["drafting", "--scope", "global", "on"]);
+    let ex = examples().join("three-tier/policies");
+    m.ok(&["apply", "-f", ex.join("tags.pal").to_str().unwrap()]);
+    let revision = u64_of(&m.json(&["diff", "--scope", "global"])["revision"]).to_string();
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let args = [
+                "commit",
+                "--scope",
+                "global",
+                "--revision",
+                &revision,
+                "--server",
+                &m.url,
+                "--ca",
+                m.ca.to_str().unwrap(),
+                "--token-file",
+                m.token_file.to_str().unwrap(),
+            ]
+            .map(String::from);
+            std::thread::spawn(move || {
+                std::process::Command::new(fleet_manager())
+                    .args(args)
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let outputs: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let wins = outputs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(wins, 1, "{outputs:?}");
+    let loser = outputs.iter().find(|o| !o.status.success()).unwrap();
+    let err = String::from_utf8_lossy(&loser.stderr);
+    assert!(err.contains("conflict"), "{err}");
+    assert!(err.contains("revision"), "{err}");
+}
