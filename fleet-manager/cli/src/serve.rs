@@ -35,7 +35,8 @@ pub struct Args {
     /// Seconds a device has to acknowledge a commit before the commit counts as failed.
     #[arg(long, default_value_t = 60.0)]
     ack_timeout: f64,
-    /// Hours a device certificate is valid (devices renew at two thirds of it).
+    /// Hours a device certificate is valid (devices renew at two thirds of it; at least
+    /// ten seconds).
     #[arg(long, default_value_t = 24.0)]
     cert_hours: f64,
     /// Verdict devices give traffic touching none of their local endpoints.
@@ -60,7 +61,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 Foreign::Deny => Action::Deny,
             },
             ack_timeout: Duration::from_secs_f64(args.ack_timeout.max(0.1)),
-            certificate_validity: Duration::from_secs_f64((args.cert_hours * 3600.0).max(60.0)),
+            certificate_validity: Duration::from_secs_f64((args.cert_hours * 3600.0).max(10.0)),
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

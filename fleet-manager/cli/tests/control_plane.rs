@@ -6,6 +6,7 @@
 //! * faults: the manager killed right after a commit and restarted, a device killed and
 //!   restarted during a commit (it enforces its stored program before it reconnects), the
 //!   manager restarted with devices connected — everything converges, nothing is lost;
+//! * device certificates renewed before they expire, without losing the stream's program;
 //! * racing commits in one scope: one wins, the other gets a conflict.
 
 mod support;
@@ -251,4 +252,41 @@ fn racing_commits_in_one_scope_one_wins_one_conflicts() {
     let err = String::from_utf8_lossy(&loser.stderr);
     assert!(err.contains("conflict"), "{err}");
     assert!(err.contains("revision"), "{err}");
+}
+
+#[test]
+fn devices_renew_their_certificates_before_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    // 12-second certificates: renewed after 8.
+    let m = Manager::start(&dir.path().join("data"), 0, &["--cert-hours", "0.00333"]);
+    let state = dir.path().join("dpu-1");
+    let a = agent(&m, "dpu-1", &state, Some(&m.token("dpu-1")));
+    three_tier(&m, &["tags.pal", "admin.pal", "shop.pal"]);
+    wait_until(CONVERGE, "dpu-1 in sync", || in_sync(&m, &["dpu-1"]));
+    let first = std::fs::read_to_string(state.join("device.pem")).unwrap();
+    let first_expiry = u64_of(&m.device("dpu-1")["certificateNotAfterUnix"]);
+    wait_until(Duration::from_secs(30), "a renewal", || {
+        a.log().contains("certificate renewed")
+    });
+    let second = std::fs::read_to_string(state.join("device.pem")).unwrap();
+    assert_ne!(first, second);
+    // Past the first certificate's expiry the device is still connected and in sync.
+    wait_until(
+        Duration::from_secs(30),
+        "the first certificate to expire",
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                > first_expiry + 1
+        },
+    );
+    assert!(in_sync(&m, &["dpu-1"]), "{:?}", m.devices());
+    let applied = m.json(&["apply", "-f", &shop_with_port(dir.path(), 9090)]);
+    let g = last_commit(&applied);
+    // (dpu-2 of the inventory never runs here: the commit waits on it, dpu-1 acks.)
+    wait_until(CONVERGE, "the commit after renewal", || {
+        u64_of(&m.device("dpu-1")["ackedGeneration"]) == g
+    });
 }
