@@ -6,8 +6,11 @@
 //! * faults: the manager killed right after a commit and restarted, a device killed and
 //!   restarted during a commit (it enforces its stored program before it reconnects), the
 //!   manager restarted with devices connected — everything converges, nothing is lost;
+//! * a stalled device (SIGSTOP) holds up no other device, and `watch` reports the commit
+//!   going from pending to enforced when it wakes up;
 //! * device certificates renewed before they expire, without losing the stream's program;
-//! * racing commits in one scope: one wins, the other gets a conflict.
+//! * racing commits in one scope: one wins, the other gets a conflict;
+//! * `grpc.health.v1` and server reflection (v1 and v1alpha) on the gRPC port.
 
 mod support;
 
@@ -289,4 +292,183 @@ fn devices_renew_their_certificates_before_they_expire() {
     wait_until(CONVERGE, "the commit after renewal", || {
         u64_of(&m.device("dpu-1")["ackedGeneration"]) == g
     });
+}
+
+#[test]
+fn health_and_reflection_answer_on_the_grpc_port() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::{v1, v1alpha};
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manager::start(&dir.path().join("data"), 0, &[]);
+    let ca = std::fs::read_to_string(&m.ca).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tls = palisade_pki::client_config(&ca, None).unwrap();
+        let channel = palisade_pki::channel(&m.url, tls).await.unwrap();
+        for service in ["palisade.control.v1.Control", "palisade.orchestrator.v1.Orchestrator"] {
+            let r = HealthClient::new(channel.clone())
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(r.status, ServingStatus::Serving as i32, "{service}");
+        }
+        let unknown = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: "no.such.Service".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+        let request = v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        };
+        let mut stream = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            stream.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("not a service list");
+        };
+        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+        for expected in [
+            "palisade.control.v1.Control",
+            "palisade.orchestrator.v1.Orchestrator",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(names.contains(&expected), "{names:?}");
+        }
+
+        let request = v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                    "palisade.orchestrator.v1.Orchestrator".into(),
+                ),
+            ),
+        };
+        let mut stream =
+            v1alpha::server_reflection_client::ServerReflectionClient::new(channel)
+                .server_reflection_info(tokio_stream::iter([request]))
+                .await
+                .unwrap()
+                .into_inner();
+        let response = stream.message().await.unwrap().unwrap().message_response;
+        assert!(
+            matches!(
+                response,
+                Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f))
+                    if !f.file_descriptor_proto.is_empty()
+            ),
+            "{response:?}"
+        );
+    });
+}
+
+#[test]
+fn a_stalled_device_holds_up_nobody_and_watch_reports_it() {
+    use std::io::BufRead as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manager::start(&dir.path().join("data"), 0, &[]);
+    let _a1 = agent(
+        &m,
+        "dpu-1",
+        &dir.path().join("dpu-1"),
+        Some(&m.token("dpu-1")),
+    );
+    let a2 = agent(
+        &m,
+        "dpu-2",
+        &dir.path().join("dpu-2"),
+        Some(&m.token("dpu-2")),
+    );
+    three_tier(&m, &["tags.pal", "admin.pal", "shop.pal"]);
+    wait_until(CONVERGE, "the first programs", || {
+        in_sync(&m, &["dpu-1", "dpu-2"])
+    });
+
+    let mut watch = std::process::Command::new(fleet_manager())
+        .args(["watch", "--server", &m.url, "--ca"])
+        .arg(&m.ca)
+        .arg("--token-file")
+        .arg(&m.token_file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (events_tx, events) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if events_tx
+                .send(serde_json::from_str(&line).unwrap())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
+    let pid = a2.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let applied = m.json(&["apply", "-f", &shop_with_port(dir.path(), 8181)]);
+    let g = last_commit(&applied);
+    wait_until(CONVERGE, "dpu-1 to ack while dpu-2 sleeps", || {
+        u64_of(&m.device("dpu-1")["ackedGeneration"]) == g
+    });
+    let state = commit_state(&m, g);
+    assert_eq!(state["state"], "COMMIT_STATE_PENDING", "{state}");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until(CONVERGE, "the commit to be enforced", || {
+        commit_state(&m, g)["state"] == "COMMIT_STATE_ENFORCED"
+    });
+
+    // The watch saw the commit pending, then enforced.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains(&"COMMIT_STATE_ENFORCED".to_string()) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let event = events
+            .recv_timeout(left)
+            .expect("a commit event from watch");
+        if u64_of(&event["commit"]["generation"]) == g {
+            seen.push(event["commit"]["state"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("COMMIT_STATE_PENDING"),
+        "{seen:?}"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
 }
