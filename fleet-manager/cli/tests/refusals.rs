@@ -316,6 +316,12 @@ fn malformed_and_oversized_messages_change_nothing() {
         .expect("the token survived the refused request");
     });
 
+    let log = m.proc.log();
+    assert!(
+        log.matches("malformed request refused").count() >= 3,
+        "the refusals are logged:\n{log}"
+    );
+
     // Broken policy text: refused with where, nothing stored.
     let objects = m.json(&["get"]);
     let broken = dir.path().join("broken.pal");

@@ -45,6 +45,12 @@ fn credentials(core: &Core, cert: SignedCertificate) -> Credentials {
     }
 }
 
+/// Refuses a malformed request from a device, saying so in the log.
+fn malformed(device: &str, call: &str, message: impl std::fmt::Display) -> Status {
+    warn!(device = %device, call, "malformed request refused: {message}");
+    Status::invalid_argument(message.to_string())
+}
+
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<ProgramUpdate, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -108,7 +114,7 @@ impl Control for ControlService {
         } else {
             Some(
                 hash_from(&req.applied_hash, "applied_hash")
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+                    .map_err(|e| malformed(&device, "Subscribe", e))?,
             )
         };
         if !req.profile.is_empty() {
@@ -166,12 +172,17 @@ impl Control for ControlService {
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
         let device = self.core.device(&request)?;
         let req = request.into_inner();
-        let hash =
-            hash_from(&req.hash, "hash").map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let hash = hash_from(&req.hash, "hash").map_err(|e| malformed(&device, "Ack", e))?;
         let result = match req.result {
             Some(ack_request::Result::Applied(p)) => Ok(placement_from_pb(&p)),
             Some(ack_request::Result::Error(e)) => Err(e),
-            None => return Err(Status::invalid_argument("result: say `applied` or `error`")),
+            None => {
+                return Err(malformed(
+                    &device,
+                    "Ack",
+                    "result: say `applied` or `error`",
+                ));
+            }
         };
         match &result {
             Ok(_) => info!(device = %device, generation = req.generation, %hash, "program applied"),
