@@ -9,11 +9,17 @@
 //! as strings, bytes in base64, enums by name; replies leave out fields at their default).
 //! Bodies are read as JSON whatever their `Content-Type`, so `curl -d` works as is.
 //!
+//! Requests are routed by [warp]: each route of [`ROUTES`] becomes one filter (its path, whose
+//! `{field}` segments it extracts, then its method, query, headers and body), the filters are
+//! tried in the table's order, and a `recover` step turns what none of them took into a
+//! refusal. The table is the only place a route is written: the router, the OpenAPI document
+//! and the tests that keep them in step are all made from it.
+//!
 //! The REST port speaks the same TLS as gRPC, never plaintext: a user's client certificate
 //! authenticates as it does over gRPC (the connection's [`ConnInfo`] goes into every request's
 //! extensions), and every header is passed on as gRPC metadata, so `Authorization: Bearer
 //! <token>` works too. HTTP/1.1 and HTTP/2 are both served (ALPN, else the connection's
-//! preface decides).
+//! preface decides) by hyper, with the warp router as each connection's service.
 //!
 //! A refusal is `{"code": "NOT_FOUND", "message": "…"}`: `code` is the gRPC status code's
 //! name and the HTTP status follows from it by [`http_status`]. FAILED_PRECONDITION (nothing
@@ -21,30 +27,31 @@
 //! failed conditional headers (`If-Match`), which this API has none of, while 409 says the
 //! resource's state is in the way; ABORTED (a stale `expectedRevision`) is 409 too, and
 //! `code` tells them apart. The REST layer adds its own: 400 INVALID_ARGUMENT for malformed
-//! JSON or parameters, 404 NOT_FOUND for an unknown path, 405 UNIMPLEMENTED for a method the
-//! path does not take, 413 RESOURCE_EXHAUSTED for a body over the limit (16 MiB, as gRPC).
+//! JSON or parameters, 404 NOT_FOUND for an unknown path, 405 UNIMPLEMENTED (with `Allow`)
+//! for a method the path does not take, 413 RESOURCE_EXHAUSTED for a body over the limit
+//! (16 MiB, as gRPC), whether its declared length is over or, unstated, it grows past it.
 //!
-//! `GET /v1/watch` is a stream of Server-Sent Events: each event's `data` is one `Event` in
-//! proto3 JSON; a comment line every 15 s keeps idle connections open; if the watcher falls
-//! behind, an `error` event carrying a refusal ends the stream. `GET /healthz` and
-//! `GET /openapi.json` (the OpenAPI 3.1 document of every route, made from [`ROUTES`] and the
-//! proto descriptors) need no credentials.
+//! `GET /v1/watch` is a stream of Server-Sent Events: a comment opens it, each event's `data`
+//! is one `Event` in proto3 JSON, a comment every 15 s of quiet keeps idle connections open,
+//! and if the watcher falls behind, an `error` event carrying a refusal ends the stream.
+//! `GET /healthz` and `GET /openapi.json` (the OpenAPI 3.1 document of every route, made
+//! from [`ROUTES`] and the proto descriptors) need no credentials.
+//!
+//! [warp]: https://docs.rs/warp
 
 mod openapi;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited, StreamBody};
-use hyper::body::{Bytes, Frame, Incoming};
-use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::body::{Buf, Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
-use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use palisade_api::pb::orchestrator::v1::orchestrator_server::Orchestrator;
@@ -61,7 +68,14 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::metadata::MetadataMap;
+use tower::Service as _;
 use tracing::{Instrument as _, debug, info_span, warn};
+use warp::filters::BoxedFilter;
+use warp::filters::path::FullPath;
+use warp::reject::{PayloadTooLarge, Reject, Rejection};
+use warp::reply::Response;
+use warp::sse::Event;
+use warp::{Filter as _, Reply as _};
 
 use crate::orchestrator::OrchestratorService;
 use crate::service::Core;
@@ -70,7 +84,7 @@ use crate::service::Core;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How often an idle event stream gets a comment line, so proxies keep it open.
+/// How long an event stream may be quiet before it gets a comment, so proxies keep it open.
 const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Who may call a route.
@@ -157,8 +171,7 @@ impl Route {
     }
 }
 
-type Reply = Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError>> + Send>>;
-type Body = UnsyncBoxBody<Bytes, Infallible>;
+type Reply = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send>>;
 
 /// How a route answers.
 #[derive(Clone, Copy)]
@@ -168,7 +181,7 @@ struct Handler {
     call: fn(Arc<Api>, Call) -> Reply,
 }
 
-fn reply(f: impl Future<Output = Result<Response<Body>, ApiError>> + Send + 'static) -> Reply {
+fn reply(f: impl Future<Output = Result<Response, ApiError>> + Send + 'static) -> Reply {
     Box::pin(f)
 }
 
@@ -457,6 +470,8 @@ struct ApiError {
     allow: Option<String>,
 }
 
+impl Reject for ApiError {}
+
 impl ApiError {
     fn new(status: StatusCode, code: Code, message: impl Into<String>) -> ApiError {
         ApiError {
@@ -471,17 +486,29 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, message)
     }
 
+    fn too_large(max: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::ResourceExhausted,
+            format!("the body is over the limit of {max} bytes"),
+        )
+    }
+
     fn body(&self) -> Value {
         serde_json::json!({"code": code_name(self.code), "message": self.message})
     }
 
-    fn into_response(self) -> Response<Body> {
+    fn response(&self) -> Response {
         let mut response = bytes_response(
             self.status,
             "application/json",
             Bytes::from(self.body().to_string()),
         );
-        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        if let Some(allow) = self
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
             response.headers_mut().insert(ALLOW, allow);
         }
         response
@@ -494,8 +521,19 @@ impl From<tonic::Status> for ApiError {
     }
 }
 
-fn bytes_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body).boxed_unsync());
+/// A request for a route's path with a method the path does not take.
+#[derive(Debug)]
+struct WrongMethod {
+    path: String,
+    method: Method,
+    /// Every method the path takes, as `Allow` lists them.
+    allow: Arc<str>,
+}
+
+impl Reject for WrongMethod {}
+
+fn bytes_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response {
+    let mut response = Response::new(body.into());
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -503,7 +541,7 @@ fn bytes_response(status: StatusCode, content_type: &'static str, body: Bytes) -
     response
 }
 
-fn json_response(message: &impl Serialize) -> Result<Response<Body>, ApiError> {
+fn json_response(message: &impl Serialize) -> Result<Response, ApiError> {
     let body = serde_json::to_vec(message).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -587,11 +625,6 @@ impl Param {
     }
 }
 
-enum Segment {
-    Literal(&'static str),
-    Param(&'static str),
-}
-
 /// The field a `{field}` segment of a route's path names.
 fn param_of(segment: &'static str) -> Option<&'static str> {
     segment.strip_prefix('{')?.strip_suffix('}')
@@ -602,10 +635,12 @@ fn path_params(path: &'static str) -> impl Iterator<Item = &'static str> {
     path.split('/').filter_map(param_of)
 }
 
-/// A route, ready to match requests.
+/// A route's path parameters by field name, as the path has them (percent-encoded).
+type PathParams = Vec<(&'static str, String)>;
+
+/// A route with its parameters typed from the proto.
 struct Compiled {
     route: &'static Route,
-    segments: Vec<Segment>,
     params: HashMap<&'static str, Param>,
     /// The request message's name.
     input: String,
@@ -614,17 +649,8 @@ struct Compiled {
 impl Compiled {
     /// Checks the route against the proto: its RPC exists and its handler calls it, and each
     /// parameter names a field a parameter can carry. A mistake in [`ROUTES`] is a bug, so it
-    /// panics (a unit test builds the router).
+    /// panics (a unit test builds every route).
     fn new(route: &'static Route, protos: &openapi::Protos) -> Compiled {
-        let segments = route
-            .path
-            .split('/')
-            .skip(1)
-            .map(|s| match param_of(s) {
-                Some(p) => Segment::Param(p),
-                None => Segment::Literal(s),
-            })
-            .collect();
         let mut params = HashMap::new();
         let mut input = String::new();
         if let Operation::Rpc(rpc) = route.operation {
@@ -674,34 +700,18 @@ impl Compiled {
         }
         Compiled {
             route,
-            segments,
             params,
             input,
         }
     }
 
-    /// The path parameters, if `path` (split and decoded) is this route's.
-    fn matches<'a>(&self, path: &'a [String]) -> Option<Vec<(&'static str, &'a str)>> {
-        if path.len() != self.segments.len() {
-            return None;
-        }
-        let mut params = Vec::new();
-        for (segment, text) in self.segments.iter().zip(path) {
-            match segment {
-                Segment::Literal(l) if l == text => {}
-                Segment::Param(p) => params.push((*p, text.as_str())),
-                Segment::Literal(_) => return None,
-            }
-        }
-        Some(params)
-    }
-
-    /// The request message: the body with the parameters merged in.
+    /// The request message: the body with the path's parameters (still percent-encoded) and
+    /// the query's (decoded) merged in.
     fn message(
         &self,
         body: &[u8],
-        path: &[(&'static str, &str)],
-        query: Option<&str>,
+        path: &[(&'static str, String)],
+        query: &[(String, String)],
     ) -> Result<Value, ApiError> {
         let mut object = if is_blank(body) {
             Map::new()
@@ -722,7 +732,10 @@ impl Compiled {
             }
         };
         for (name, text) in path {
-            let value = self.params[name].value(name, text)?;
+            let text = percent_decode_str(text).decode_utf8().map_err(|_| {
+                ApiError::bad_request(format!("parameter `{name}` is not UTF-8 once decoded"))
+            })?;
+            let value = self.params[name].value(name, &text)?;
             match object.get(*name) {
                 Some(given) if *given != value => {
                     return Err(ApiError::bad_request(format!(
@@ -734,10 +747,8 @@ impl Compiled {
             object.insert((*name).into(), value);
         }
         let mut seen = Vec::new();
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (name, text) = pair.split_once('=').unwrap_or((pair, ""));
-            let (name, text) = (decode_query(name)?, decode_query(text)?);
-            let Some(name) = self.route.query.iter().copied().find(|q| *q == name) else {
+        for (name, text) in query {
+            let Some(name) = self.route.query.iter().copied().find(|q| q == name) else {
                 return Err(ApiError::bad_request(match self.route.query {
                     [] => format!("unknown query parameter `{name}`: this route takes none"),
                     known => format!(
@@ -753,132 +764,220 @@ impl Compiled {
             }
             seen.push(name);
             if !text.is_empty() {
-                object.insert(name.into(), self.params[name].value(name, &text)?);
+                object.insert(name.into(), self.params[name].value(name, text)?);
             }
         }
         Ok(Value::Object(object))
     }
 }
 
-fn decode_query(text: &str) -> Result<String, ApiError> {
-    let text = text.replace('+', " ");
-    percent_decode_str(&text)
-        .decode_utf8()
-        .map(|t| t.into_owned())
-        .map_err(|_| ApiError::bad_request("the query is not UTF-8 once decoded"))
-}
-
-/// What every request shares.
+/// What every route's handler shares.
 struct Api {
     service: OrchestratorService,
-    routes: Vec<Compiled>,
     openapi: Bytes,
-    max_body: usize,
     shutdown: watch::Receiver<bool>,
 }
 
-impl Api {
-    fn new(core: Arc<Core>, max_body: usize, shutdown: watch::Receiver<bool>) -> Api {
-        let protos = openapi::Protos::load();
-        let routes = ROUTES.iter().map(|r| Compiled::new(r, &protos)).collect();
-        let openapi = serde_json::to_vec_pretty(&openapi::document(&protos, ROUTES))
-            .expect("a JSON value encodes");
-        Api {
-            service: OrchestratorService::new(core),
-            routes,
-            openapi: Bytes::from(openapi),
-            max_body,
-            shutdown,
-        }
-    }
-
-    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
-        let response = match self.dispatch(request).await {
-            Ok(response) => response,
-            Err(e) => e.into_response(),
-        };
-        debug!(status = response.status().as_u16(), "answered");
-        response
-    }
-
-    async fn dispatch(
-        self: Arc<Self>,
-        request: Request<Incoming>,
-    ) -> Result<Response<Body>, ApiError> {
-        let path = request.uri().path();
-        let segments = path
-            .split('/')
-            .skip(1)
-            .map(|s| percent_decode_str(s).decode_utf8().map(|s| s.into_owned()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| ApiError::bad_request("the path is not UTF-8 once decoded"))?;
-        let mut allowed = Vec::new();
-        let mut found = None;
-        for compiled in &self.routes {
-            if let Some(params) = compiled.matches(&segments) {
-                if compiled.route.method == request.method() {
-                    found = Some((compiled, params));
-                    break;
-                }
-                allowed.push(compiled.route.method.as_str());
+/// The REST API as one warp filter: the routes of [`ROUTES`] in order; a refusal for what one
+/// of them took but refused, or what only matched a path of the table; and 404 for the rest.
+fn router(
+    core: Arc<Core>,
+    max_body: u64,
+    shutdown: watch::Receiver<bool>,
+) -> BoxedFilter<(Response,)> {
+    let protos = openapi::Protos::load();
+    let openapi = serde_json::to_vec_pretty(&openapi::document(&protos, ROUTES))
+        .expect("a JSON value encodes");
+    let api = Arc::new(Api {
+        service: OrchestratorService::new(core),
+        openapi: Bytes::from(openapi),
+        shutdown,
+    });
+    let routes = ROUTES
+        .iter()
+        .map(|route| route_filter(&api, Compiled::new(route, &protos), max_body))
+        .reduce(|a, b| a.or(b).unify().boxed())
+        .expect("the table has routes");
+    // A request no route's path matched is left rejected as not found, for the catch-all
+    // below, which knows the path.
+    let refused = routes
+        .recover(move |rejection: Rejection| async move {
+            if rejection.is_not_found() {
+                Err(rejection)
+            } else {
+                Ok(refusal(&rejection, max_body))
             }
-        }
-        let Some((compiled, params)) = found else {
-            if allowed.is_empty() {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    Code::NotFound,
-                    format!("no route {path}; GET /openapi.json lists them"),
-                ));
-            }
-            let allow = allowed.join(", ");
-            let mut e = ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                Code::Unimplemented,
-                format!("{path} takes {allow}, not {}", request.method()),
-            );
-            e.allow = Some(allow);
-            return Err(e);
-        };
-        let route = compiled.route;
-        let (parts, body) = request.into_parts();
-        let body = if route.body {
-            read_body(&parts.headers, body, self.max_body).await?
-        } else {
-            Bytes::new()
-        };
-        let message = compiled.message(&body, &params, parts.uri.query())?;
-        let call = Call {
-            message,
-            body,
-            input: compiled.input.clone(),
-            headers: parts.headers,
-            conn: parts.extensions.get::<ConnInfo>().cloned(),
-        };
-        (route.handler.call)(self, call).await
-    }
+        })
+        .unify();
+    let unrouted = warp::path::full().map(|path: FullPath| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            Code::NotFound,
+            format!("no route {}; GET /openapi.json lists them", path.as_str()),
+        )
+        .response()
+    });
+    refused.or(unrouted).unify().boxed()
 }
 
-async fn read_body(headers: &HeaderMap, body: Incoming, max: usize) -> Result<Bytes, ApiError> {
-    let too_large = || {
+/// One route: its requests made into a [`Call`] of its handler.
+fn route_filter(api: &Arc<Api>, compiled: Compiled, max_body: u64) -> BoxedFilter<(Response,)> {
+    let route = compiled.route;
+    let allow = ROUTES
+        .iter()
+        .filter(|r| r.path == route.path)
+        .map(|r| r.method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let body = if route.body {
+        body(max_body)
+    } else {
+        warp::any().map(Bytes::new).boxed()
+    };
+    let (api, compiled) = (Arc::clone(api), Arc::new(compiled));
+    matcher(route, allow.into())
+        .and(warp::query::<Vec<(String, String)>>())
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<ConnInfo>())
+        .and(body)
+        .and_then(
+            move |path: PathParams,
+                  query: Vec<(String, String)>,
+                  headers: HeaderMap,
+                  conn: Option<ConnInfo>,
+                  body: Bytes| {
+                let (api, compiled) = (Arc::clone(&api), Arc::clone(&compiled));
+                async move {
+                    let call = Call {
+                        message: compiled
+                            .message(&body, &path, &query)
+                            .map_err(warp::reject::custom)?,
+                        body,
+                        input: compiled.input.clone(),
+                        headers,
+                        conn,
+                    };
+                    (route.handler.call)(api, call)
+                        .await
+                        .map_err(warp::reject::custom)
+                }
+            },
+        )
+        .boxed()
+}
+
+/// The filter that takes a route's requests: its path, whose `{field}` segments it extracts,
+/// then its method. A request for the path with another method is refused with the methods
+/// the path does `allow`.
+fn matcher(route: &'static Route, allow: Arc<str>) -> BoxedFilter<(PathParams,)> {
+    let mut path = warp::any().map(PathParams::new).boxed();
+    for segment in route.path.split('/').skip(1) {
+        path = match param_of(segment) {
+            Some(name) => path
+                .and(warp::path::param::<String>())
+                .map(move |mut params: PathParams, text| {
+                    params.push((name, text));
+                    params
+                })
+                .boxed(),
+            None => path.and(warp::path(segment)).boxed(),
+        };
+    }
+    let method = warp::method()
+        .and(warp::path::full())
+        .and_then(move |method: Method, path: FullPath| {
+            let allow = Arc::clone(&allow);
+            async move {
+                if method == route.method {
+                    Ok(())
+                } else {
+                    Err(warp::reject::custom(WrongMethod {
+                        path: path.as_str().to_owned(),
+                        method,
+                        allow,
+                    }))
+                }
+            }
+        })
+        .untuple_one();
+    path.and(warp::path::end()).and(method).boxed()
+}
+
+/// The body, refused with 413 past `max` bytes: at once if its declared length is over, else
+/// (a chunked or HTTP/2 body of unstated length) once it grows past.
+fn body(max: u64) -> BoxedFilter<(Bytes,)> {
+    let unstated = warp::header::optional::<String>("content-length")
+        .and_then(|length: Option<String>| async move {
+            match length {
+                None => Ok(()),
+                // A stated length is `content_length_limit`'s to check.
+                Some(_) => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one();
+    warp::body::content_length_limit(max)
+        .or(unstated)
+        .unify()
+        .and(warp::body::stream())
+        .and_then(move |stream| read_body(stream, max))
+        .boxed()
+}
+
+/// Reads a body whole, counting it as it arrives.
+async fn read_body(
+    stream: impl tokio_stream::Stream<Item = Result<impl Buf, warp::Error>>,
+    max: u64,
+) -> Result<Bytes, Rejection> {
+    let mut stream = pin!(stream);
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            warp::reject::custom(ApiError::bad_request(format!("reading the body: {e}")))
+        })?;
+        if (body.len() + chunk.remaining()) as u64 > max {
+            return Err(warp::reject::custom(ApiError::too_large(max)));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            body.extend_from_slice(part);
+            chunk.advance(part.len());
+        }
+    }
+    Ok(Bytes::from(body))
+}
+
+/// The answer to a request a route of the table took but refused, or whose path a route
+/// takes with another method.
+fn refusal(rejection: &Rejection, max_body: u64) -> Response {
+    if let Some(e) = rejection.find::<ApiError>() {
+        return e.response();
+    }
+    let e = if rejection.find::<PayloadTooLarge>().is_some() {
+        ApiError::too_large(max_body)
+    } else if let Some(WrongMethod {
+        path,
+        method,
+        allow,
+    }) = rejection.find()
+    {
+        ApiError {
+            allow: Some(allow.to_string()),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Code::Unimplemented,
+                format!("{path} takes {allow}, not {method}"),
+            )
+        }
+    } else {
+        // The routes' filters reject with nothing else that a request can cause.
+        warn!("a REST request was rejected unexpectedly: {rejection:?}");
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Code::ResourceExhausted,
-            format!("the body is over the limit of {max} bytes"),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Internal,
+            format!("the request was rejected: {rejection:?}"),
         )
     };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
-    }
+    e.response()
 }
 
 fn health(_: Arc<Api>, _: Call) -> Reply {
@@ -902,47 +1001,47 @@ fn openapi_document(api: Arc<Api>, _: Call) -> Reply {
 }
 
 type EventStream = <OrchestratorService as Orchestrator>::WatchStream;
-type Frames = mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
+type Events = mpsc::Sender<Result<Event, Infallible>>;
 
 fn watch_events(api: Arc<Api>, call: Call) -> Reply {
     reply(async move {
         let events = api.service.watch(call.request()?).await?.into_inner();
+        // The watch's stream is not `Sync`, as warp's bodies must be: a task passes it on.
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(send_events(events, tx, api.shutdown.clone()));
-        let mut response = Response::new(StreamBody::new(ReceiverStream::new(rx)).boxed_unsync());
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        Ok(response)
+        // The comment tells the client at once that the watch is on.
+        let opening = tokio_stream::once(Ok(Event::default().comment("watching")));
+        let events = warp::sse::keep_alive()
+            .interval(SSE_KEEPALIVE)
+            .text("watching")
+            .stream(opening.chain(ReceiverStream::new(rx)));
+        Ok(warp::sse::reply(events).into_response())
     })
 }
 
-/// Writes events as Server-Sent Events until the client leaves, the watch ends or the server
-/// stops.
-async fn send_events(mut events: EventStream, tx: Frames, mut shutdown: watch::Receiver<bool>) {
-    let mut keepalive = tokio::time::interval(SSE_KEEPALIVE);
-    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is at once: a comment that tells the client the watch is on.
+/// Passes the watch's events on as Server-Sent Events until the client leaves, the watch ends
+/// or the server stops.
+async fn send_events(mut events: EventStream, tx: Events, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let (text, last) = tokio::select! {
+        let (event, last) = tokio::select! {
             event = events.next() => match event {
-                Some(Ok(event)) => match serde_json::to_string(&event) {
-                    Ok(json) => (format!("data: {json}\n\n"), false),
+                Some(Ok(event)) => match Event::default().json_data(&event) {
+                    Ok(event) => (event, false),
                     Err(e) => {
                         warn!("could not encode an event: {e}");
                         continue;
                     }
                 },
                 Some(Err(status)) => {
-                    (format!("event: error\ndata: {}\n\n", ApiError::from(status).body()), true)
+                    let refusal = ApiError::from(status).body().to_string();
+                    (Event::default().event("error").data(refusal), true)
                 }
                 None => return,
             },
-            _ = keepalive.tick() => (": watching\n\n".to_owned(), false),
             () = tx.closed() => return,
             () = stopped(&mut shutdown) => return,
         };
-        if tx.send(Ok(Frame::data(Bytes::from(text)))).await.is_err() || last {
+        if tx.send(Ok(event)).await.is_err() || last {
             return;
         }
     }
@@ -957,7 +1056,7 @@ pub async fn serve(
     max_body: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let api = Arc::new(Api::new(core, max_body, shutdown.clone()));
+    let routes = router(core, max_body as u64, shutdown.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The timer bounds how long HTTP/1.1 clients may take to send their headers.
     builder.http1().timer(TokioTimer::new());
@@ -978,7 +1077,7 @@ pub async fn serve(
         // The stream never ends nor fails; this is for form's sake.
         let Some(Ok(conn)) = conn else { break };
         open.spawn(serve_connection(
-            Arc::clone(&api),
+            routes.clone(),
             Arc::clone(&builder),
             conn,
             shutdown.clone(),
@@ -1000,19 +1099,25 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 async fn serve_connection(
-    api: Arc<Api>,
+    routes: BoxedFilter<(Response,)>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     conn: TlsConn,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let info = conn.info().clone();
     let peer = info.remote_addr;
+    let routes = warp::service(routes);
     let service = service_fn(move |mut request: Request<Incoming>| {
         let span =
             info_span!("rest", method = %request.method(), path = %request.uri().path(), ?peer);
         request.extensions_mut().insert(info.clone());
-        let api = Arc::clone(&api);
-        async move { Ok::<_, Infallible>(api.handle(request).await) }.instrument(span)
+        let answer = routes.clone().call(request);
+        async move {
+            let response = answer.await?;
+            debug!(status = response.status().as_u16(), "answered");
+            Ok::<_, Infallible>(response)
+        }
+        .instrument(span)
     });
     let connection = builder.serve_connection(TokioIo::new(conn), service);
     tokio::pin!(connection);
@@ -1031,16 +1136,26 @@ async fn serve_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::FleetConfig;
+    use crate::serve::{self, ServeConfig};
 
-    fn router() -> Vec<Compiled> {
+    fn compiled() -> Vec<Compiled> {
         let protos = openapi::Protos::load();
         ROUTES.iter().map(|r| Compiled::new(r, &protos)).collect()
     }
 
+    /// A request path for a route, each `{field}` filled in.
+    fn sample(path: &'static str) -> String {
+        path.split('/')
+            .map(|s| if param_of(s).is_some() { "1" } else { s })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
     #[test]
     fn every_rpc_has_one_route_and_parameters_take_their_field_types() {
-        // Building the router checks each route against the proto.
-        let routes = router();
+        // Compiling the routes checks each against the proto.
+        let routes = compiled();
         let protos = openapi::Protos::load();
         let mut rpcs: Vec<&str> = protos.rpcs().collect();
         let mut routed: Vec<&str> = ROUTES
@@ -1070,72 +1185,160 @@ mod tests {
         assert_eq!(param("/v1/objects", "scope"), Param::Text);
     }
 
-    #[test]
-    fn no_two_routes_match_the_same_request() {
-        let routes = router();
-        for (i, a) in routes.iter().enumerate() {
-            let sample: Vec<String> = a
-                .segments
-                .iter()
-                .map(|s| match s {
-                    Segment::Literal(l) => (*l).to_owned(),
-                    Segment::Param(p) => format!("x{p}"),
-                })
-                .collect();
-            for b in &routes[i + 1..] {
-                assert!(
-                    a.route.method != b.route.method || b.matches(&sample).is_none(),
-                    "{} {} and {}",
-                    a.route.method,
-                    a.route.path,
-                    b.route.path
+    #[tokio::test]
+    async fn each_route_takes_its_requests_and_no_other_route_does() {
+        for a in ROUTES {
+            let path = sample(a.path);
+            for b in ROUTES {
+                let taken = warp::test::request()
+                    .method(a.method.as_str())
+                    .path(&path)
+                    .matches(&matcher(b, Arc::from("")))
+                    .await;
+                assert_eq!(
+                    taken,
+                    std::ptr::eq(a, b),
+                    "{} {path} and the route {} {}",
+                    a.method,
+                    b.method,
+                    b.path
                 );
             }
         }
     }
 
+    #[tokio::test]
+    async fn the_router_serves_the_table_and_refuses_the_rest() {
+        let data = tempfile::tempdir().unwrap();
+        let running = serve::start(ServeConfig {
+            data: data.path().to_path_buf(),
+            grpc_listen: "127.0.0.1:0".parse().unwrap(),
+            http_listen: None,
+            hosts: Vec::new(),
+            fleet: FleetConfig::default(),
+        })
+        .await
+        .unwrap();
+        let (_stop, shutdown) = watch::channel(false);
+        let routes = router(Arc::clone(&running.core), 64, shutdown);
+        let refusal = |answer: &hyper::Response<Bytes>| {
+            let body: Value = serde_json::from_slice(answer.body()).unwrap();
+            (answer.status(), body["code"].as_str().unwrap().to_owned())
+        };
+
+        // Every route of the table is served: without credentials, public routes answer and
+        // the others refuse as their RPC does, not as an unknown path or method.
+        for route in ROUTES {
+            let answer = warp::test::request()
+                .method(route.method.as_str())
+                .path(&sample(route.path))
+                .reply(&routes)
+                .await;
+            let expected = match route.access {
+                Access::Public => StatusCode::OK,
+                Access::Read | Access::Admin => StatusCode::UNAUTHORIZED,
+            };
+            assert_eq!(
+                answer.status(),
+                expected,
+                "{} {}: {:?}",
+                route.method,
+                route.path,
+                answer.body()
+            );
+        }
+
+        // Nothing else is.
+        let answer = warp::test::request()
+            .path("/v1/devices/d1/nothing")
+            .reply(&routes)
+            .await;
+        assert_eq!(
+            refusal(&answer),
+            (StatusCode::NOT_FOUND, "NOT_FOUND".to_owned())
+        );
+        let answer = warp::test::request()
+            .method("PATCH")
+            .path("/v1/devices/d1")
+            .reply(&routes)
+            .await;
+        assert_eq!(
+            refusal(&answer),
+            (StatusCode::METHOD_NOT_ALLOWED, "UNIMPLEMENTED".to_owned())
+        );
+        assert_eq!(answer.headers()[ALLOW], "PUT, DELETE");
+
+        // A declared length over the limit is refused before the body is read.
+        let answer = warp::test::request()
+            .method("POST")
+            .path("/v1/apply")
+            .body([b' '; 65])
+            .reply(&routes)
+            .await;
+        assert_eq!(
+            refusal(&answer),
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RESOURCE_EXHAUSTED".to_owned()
+            )
+        );
+
+        running.shutdown().await;
+    }
+
     #[test]
     fn parameters_merge_into_the_body_and_must_agree_with_it() {
-        let routes = router();
+        let routes = compiled();
         let put = routes
             .iter()
             .find(|c| c.route.path == "/v1/projects/{project}/workloads/{name}" && c.route.body)
             .unwrap();
-        let params = [("project", "shop"), ("name", "web")];
+        let params = [("project", "shop".to_owned()), ("name", "web".to_owned())];
         let message = put
-            .message(br#"{"tags": ["tier=web"]}"#, &params, None)
+            .message(br#"{"tags": ["tier=web"]}"#, &params, &[])
             .unwrap();
         assert_eq!(
             message,
             serde_json::json!({"project": "shop", "name": "web", "tags": ["tier=web"]})
         );
-        let e = put
-            .message(br#"{"name": "db"}"#, &params, None)
-            .unwrap_err();
+        let e = put.message(br#"{"name": "db"}"#, &params, &[]).unwrap_err();
         assert!(
             e.message.contains("`name` is `web` in the path"),
             "{}",
             e.message
         );
+        let encoded = [("project", "sh%6Fp".to_owned()), ("name", "web".to_owned())];
+        let message = put.message(b"", &encoded, &[]).unwrap();
+        assert_eq!(message["project"], "shop", "path parameters are decoded");
 
         let objects = routes
             .iter()
             .find(|c| c.route.path == "/v1/objects")
             .unwrap();
+        let query = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect()
+        };
         let message = objects
-            .message(b"", &[], Some("scope=project%2Fshop&drafts=true&kind="))
+            .message(
+                b"",
+                &[],
+                &query(&[("scope", "project/shop"), ("drafts", "true"), ("kind", "")]),
+            )
             .unwrap();
         assert_eq!(
             message,
             serde_json::json!({"scope": "project/shop", "drafts": true})
         );
-        for (query, expected) in [
-            ("drafts=yes", "expected true or false"),
-            ("colour=red", "unknown query parameter `colour`"),
-            ("name=a&name=b", "given twice"),
+        for (pairs, expected) in [
+            (&[("drafts", "yes")][..], "expected true or false"),
+            (&[("colour", "red")], "unknown query parameter `colour`"),
+            (&[("name", "a"), ("name", "b")], "given twice"),
         ] {
-            let e = objects.message(b"", &[], Some(query)).unwrap_err();
-            assert!(e.message.contains(expected), "{query}: {}", e.message);
+            let e = objects.message(b"", &[], &query(pairs)).unwrap_err();
+            assert!(e.message.contains(expected), "{pairs:?}: {}", e.message);
         }
     }
 }
