@@ -18,18 +18,62 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use crate::convert::placement_from_pb;
-use crate::fleet::SignedCertificate;
+use crate::fleet::{Ack, SignedCertificate};
 use crate::service::{CaAuthority, Core, status_of};
+
+/// Most acknowledgements recorded in one store transaction.
+const MAX_ACK_BATCH: usize = 4096;
+
+type AckReply = tokio::sync::oneshot::Sender<Result<(), Status>>;
 
 /// The Control service.
 pub struct ControlService {
     core: Arc<Core>,
+    acks: mpsc::Sender<(Ack, AckReply)>,
 }
 
 impl ControlService {
-    /// The service over the shared core.
+    /// The service over the shared core. Starts the task that records acknowledgements
+    /// (call it inside the runtime).
     pub fn new(core: Arc<Core>) -> Self {
-        Self { core }
+        let (acks, queue) = mpsc::channel(MAX_ACK_BATCH);
+        tokio::spawn(record_acks(Arc::clone(&core), queue));
+        Self { core, acks }
+    }
+}
+
+/// Records acknowledgements as they come, all those waiting in one transaction: after a
+/// commit a thousand devices ack within milliseconds, and one durable write each would
+/// queue them behind the disk.
+async fn record_acks(core: Arc<Core>, mut queue: mpsc::Receiver<(Ack, AckReply)>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_ACK_BATCH {
+            match queue.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let (acks, replies): (Vec<Ack>, Vec<AckReply>) = batch.into_iter().unzip();
+        match core.with_fleet(move |f| f.ack_many(acks)).await {
+            Ok(Ok((results, effects))) => {
+                core.apply_effects(effects);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result.map_err(|e| status_of(&e)));
+                }
+            }
+            Ok(Err(e)) => {
+                warn!("could not record acknowledgements: {e}");
+                for reply in replies {
+                    let _ = reply.send(Err(status_of(&e)));
+                }
+            }
+            Err(status) => {
+                for reply in replies {
+                    let _ = reply.send(Err(status.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -190,13 +234,21 @@ impl Control for ControlService {
                 warn!(device = %device, generation = req.generation, %hash, "program refused by the device: {e}")
             }
         }
-        let name = device.clone();
-        let effects = self
-            .core
-            .with_fleet(move |f| f.ack(&name, req.generation, hash, result, None))
-            .await?
-            .map_err(|e| status_of(&e))?;
-        self.core.apply_effects(effects);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let ack = Ack {
+            device,
+            generation: req.generation,
+            hash,
+            result,
+            profile: None,
+        };
+        self.acks
+            .send((ack, reply))
+            .await
+            .map_err(|_| Status::unavailable("the manager is shutting down"))?;
+        answer
+            .await
+            .map_err(|_| Status::unavailable("the manager is shutting down"))??;
         Ok(Response::new(AckResponse {}))
     }
 

@@ -267,6 +267,21 @@ pub struct Effects {
     pub disconnect: Vec<String>,
 }
 
+/// One device acknowledgement, as [`Fleet::ack_many`] takes them.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    /// The device.
+    pub device: String,
+    /// The generation it applied or refused.
+    pub generation: u64,
+    /// The program's content hash.
+    pub hash: ContentHash,
+    /// Where the rules run, or why it refused the program.
+    pub result: Result<PlacementSummary, String>,
+    /// Its hardware profile, when it says.
+    pub profile: Option<String>,
+}
+
 /// Current time in ms since the epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -1070,48 +1085,95 @@ impl Fleet {
         result: Result<PlacementSummary, String>,
         profile: Option<String>,
     ) -> Result<Effects, FleetError> {
-        let Some(mut dev) = self.devices.get(device).cloned() else {
-            return Err(FleetError::Denied(format!(
-                "device `{device}` is not enrolled"
-            )));
-        };
+        let (mut results, effects) = self.ack_many(vec![Ack {
+            device: device.to_string(),
+            generation,
+            hash,
+            result,
+            profile,
+        }])?;
+        results.pop().expect("one result per acknowledgement")?;
+        Ok(effects)
+    }
+
+    /// Records many acknowledgements in one store transaction (acknowledgements arrive in
+    /// bursts after a commit; one durable write each would serialize them on the disk).
+    /// Each gets its own result; the store failing fails them all and changes nothing.
+    pub fn ack_many(
+        &mut self,
+        acks: Vec<Ack>,
+    ) -> Result<(Vec<Result<(), FleetError>>, Effects), FleetError> {
         let at_ms = now_ms();
-        match result {
-            Ok(placement) => {
-                dev.acked = Some(AckRecord {
-                    generation,
-                    hash: hash.to_string(),
-                    at_ms,
-                    placement,
-                });
+        let mut results = Vec::with_capacity(acks.len());
+        let mut updated: BTreeMap<String, DeviceRecord> = BTreeMap::new();
+        let mut since: BTreeMap<String, u64> = BTreeMap::new();
+        for ack in acks {
+            let Some(mut dev) = updated
+                .get(&ack.device)
+                .or_else(|| self.devices.get(&ack.device))
+                .cloned()
+            else {
+                results.push(Err(FleetError::Denied(format!(
+                    "device `{}` is not enrolled",
+                    ack.device
+                ))));
+                continue;
+            };
+            since
+                .entry(ack.device.clone())
+                .or_insert_with(|| dev.acked.as_ref().map_or(0, |a| a.generation));
+            match ack.result {
+                Ok(placement) => {
+                    dev.acked = Some(AckRecord {
+                        generation: ack.generation,
+                        hash: ack.hash.to_string(),
+                        at_ms,
+                        placement,
+                    });
+                }
+                Err(error) => {
+                    dev.failed = Some(FailureRecord {
+                        generation: ack.generation,
+                        hash: ack.hash.to_string(),
+                        error,
+                        at_ms,
+                    });
+                }
             }
-            Err(error) => {
-                dev.failed = Some(FailureRecord {
-                    generation,
-                    hash: hash.to_string(),
-                    error,
-                    at_ms,
-                });
+            if let Some(p) = ack.profile {
+                dev.profile = p;
             }
+            updated.insert(ack.device, dev);
+            results.push(Ok(()));
         }
-        if let Some(p) = profile {
-            dev.profile = p;
+        if updated.is_empty() {
+            return Ok((results, Effects::default()));
         }
         let mut batch = Batch::new();
-        batch.put(Table::Devices, device.to_string(), &dev);
+        for (name, dev) in &updated {
+            batch.put(Table::Devices, name.clone(), dev);
+        }
         self.store.write(batch)?;
-        self.devices.insert(device.to_string(), dev);
-        let commits = self
-            .commits
-            .values()
-            .filter(|c| c.targets.iter().any(|t| t.device == device))
-            .map(|c| c.generation)
-            .collect();
-        Ok(Effects {
-            commits,
-            devices: vec![device.to_string()],
-            ..Effects::default()
-        })
+        // Only commits a device had not acknowledged yet can change state.
+        let mut commits = BTreeSet::new();
+        for c in self.commits.values() {
+            if c.targets
+                .iter()
+                .any(|t| since.get(&t.device).is_some_and(|&g| t.generation > g))
+            {
+                commits.insert(c.generation);
+            }
+        }
+        let devices = updated.keys().cloned().collect();
+        self.devices.extend(updated);
+        Ok((
+            results,
+            Effects {
+                commits: commits.into_iter().collect(),
+                devices,
+                ..Effects::default()
+            },
+        ))
     }
 
     /// Records the hardware profile a device reports.

@@ -215,3 +215,66 @@ fn names_are_checked() {
         .to_string();
     assert!(err.starts_with("name `Bad Name`"), "{err}");
 }
+
+#[test]
+fn acknowledgements_in_one_batch_each_get_their_answer_and_survive_a_restart() {
+    use palisade_server::fleet::Ack;
+    use palisade_server::service::CaAuthority;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut fleet = populated(dir.path(), FleetConfig::default());
+    let ca = CaAuthority(Arc::new(palisade_pki::Ca::generate().unwrap()));
+    for d in ["dpu-1", "dpu-2"] {
+        let (token, _, _) = fleet.create_token(d, Duration::from_secs(60)).unwrap();
+        let key = palisade_pki::DeviceKey::generate().unwrap();
+        fleet
+            .enroll(d, &token, &key.csr_pem(d).unwrap(), &ca)
+            .unwrap();
+    }
+    let latest = fleet.commits(1)[0].clone();
+    let programs = fleet.programs().clone();
+    let ack = |device: &str| {
+        let p = programs.get(device).map(Arc::clone);
+        let (generation, hash) = p.map_or((1, palisade_program::ContentHash([0; 32])), |p| {
+            (p.generation(), p.hash())
+        });
+        Ack {
+            device: device.into(),
+            generation,
+            hash,
+            result: Ok(PlacementSummary::default()),
+            profile: Some("sim-small".into()),
+        }
+    };
+    let batch = vec![ack("dpu-1"), ack("ghost"), ack("dpu-2")];
+    let (results, effects) = fleet.ack_many(batch).unwrap();
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert_eq!(
+        results[1].as_ref().unwrap_err().to_string(),
+        "device `ghost` is not enrolled"
+    );
+    assert!(
+        effects.commits.contains(&latest.generation),
+        "{:?}",
+        effects.commits
+    );
+    assert_eq!(
+        effects.devices,
+        vec!["dpu-1".to_string(), "dpu-2".to_string()]
+    );
+    let now = palisade_server::fleet::now_ms();
+    assert_eq!(
+        fleet.commit_status(&latest, now, &|_| true).state,
+        State::Enforced
+    );
+    // Acknowledging again changes no commit's state, so none is announced.
+    let (_, effects) = fleet.ack_many(vec![ack("dpu-1")]).unwrap();
+    assert!(effects.commits.is_empty(), "{:?}", effects.commits);
+    drop(fleet);
+    let fleet = open(dir.path(), FleetConfig::default());
+    assert_eq!(fleet.device("dpu-2").unwrap().profile, "sim-small");
+    assert_eq!(
+        fleet.commit_status(&latest, now, &|_| true).state,
+        State::Enforced
+    );
+}
