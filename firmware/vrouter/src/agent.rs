@@ -811,10 +811,15 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
     };
     let (initial, placement) = match &stored {
-        Some(p) => {
-            let plan = plan_program(p, &profile, PlanOptions::default())?;
-            (p.clone(), placement(&plan, profile.name()))
-        }
+        Some(p) => match plan_program(p, &profile, PlanOptions::default()) {
+            Ok(plan) => (p.clone(), placement(&plan, profile.name())),
+            Err(e) => {
+                warn!(
+                    "offload planning of the stored program failed ({e}); its rules run in software"
+                );
+                (p.clone(), Placement::default())
+            }
+        },
         None => (nothing_yet(&config.name)?, Placement::default()),
     };
     let slot = Arc::new(ProgramSlot::new(Compiled::new(initial)?));
