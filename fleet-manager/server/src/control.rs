@@ -169,10 +169,11 @@ impl Control for ControlService {
                 .map_err(|e| status_of(&e))?;
         }
         // Make sure the hub knows the current desired program.
-        let desired = {
-            let fleet = self.core.fleet.lock().expect("fleet lock");
-            fleet.program(&device).cloned()
-        };
+        let name = device.clone();
+        let desired = self
+            .core
+            .with_fleet(move |f| f.program(&name).cloned())
+            .await?;
         if let Some(p) = desired
             && self.core.hub.base(&device, &p.hash()).is_none()
         {

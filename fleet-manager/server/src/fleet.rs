@@ -1071,6 +1071,14 @@ impl Fleet {
         self.revoked.iter().map(|(s, r)| (s.as_str(), r.at_ms))
     }
 
+    /// Names of revoked devices.
+    pub fn revoked_devices(&self) -> impl Iterator<Item = &str> {
+        self.devices
+            .values()
+            .filter(|d| d.revoked)
+            .map(|d| d.name.as_str())
+    }
+
     /// Whether a certificate serial is revoked.
     pub fn is_revoked(&self, serial: &str) -> bool {
         self.revoked.contains_key(serial)
@@ -1154,9 +1162,15 @@ impl Fleet {
             batch.put(Table::Devices, name.clone(), dev);
         }
         self.store.write(batch)?;
-        // Only commits a device had not acknowledged yet can change state.
+        // Only commits a device had not acknowledged yet can change state; a commit gives
+        // its targets its own generation, so older commits need no look.
+        let oldest = since.values().copied().min().unwrap_or(0);
         let mut commits = BTreeSet::new();
-        for c in self.commits.values() {
+        for c in self
+            .commits
+            .range(oldest.saturating_add(1)..)
+            .map(|(_, c)| c)
+        {
             if c.targets
                 .iter()
                 .any(|t| since.get(&t.device).is_some_and(|&g| t.generation > g))

@@ -218,6 +218,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         hub,
         ca: Arc::clone(&ca),
         tls: tls.clone(),
+        revoked: Default::default(),
     });
     core.refresh_crl();
 

@@ -1,7 +1,8 @@
 //! The shared core of the APIs: the fleet behind a lock, the hub, the CA, and what every
 //! request needs — who is calling, running a change and telling the world about it.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use palisade_api::pb::orchestrator::v1 as pb;
@@ -63,6 +64,18 @@ pub struct Core {
     pub ca: Arc<Ca>,
     /// The TLS configuration of every listener (for CRL updates).
     pub tls: ServerTls,
+    /// Revoked serials and devices, for checking calls without taking the fleet's lock
+    /// (a commit holds it while it compiles); kept current by [`Core::refresh_crl`].
+    pub revoked: RwLock<RevokedView>,
+}
+
+/// What is revoked, as calls check it.
+#[derive(Default, Debug)]
+pub struct RevokedView {
+    /// Certificate serials.
+    pub serials: HashSet<String>,
+    /// Device names.
+    pub devices: HashSet<String>,
 }
 
 /// A refusal as a gRPC status.
@@ -122,6 +135,11 @@ impl Core {
     pub fn refresh_crl(&self) {
         let revoked: Vec<palisade_pki::Revoked> = {
             let fleet = self.fleet.lock().expect("fleet lock");
+            let view = RevokedView {
+                serials: fleet.revoked().map(|(s, _)| s.to_string()).collect(),
+                devices: fleet.revoked_devices().map(str::to_string).collect(),
+            };
+            *self.revoked.write().unwrap_or_else(|e| e.into_inner()) = view;
             fleet
                 .revoked()
                 .map(|(serial, at_ms)| palisade_pki::Revoked {
@@ -162,8 +180,8 @@ impl Core {
                 "this call is for devices; the certificate is an orchestrator user's",
             ));
         };
-        let fleet = self.fleet.lock().expect("fleet lock");
-        if fleet.is_revoked(&peer.serial) || fleet.device(&name).is_some_and(|d| d.revoked) {
+        let revoked = self.revoked.read().unwrap_or_else(|e| e.into_inner());
+        if revoked.serials.contains(&peer.serial) || revoked.devices.contains(&name) {
             warn!(device = %name, serial = %peer.serial, "refused a revoked device");
             return Err(Status::permission_denied(format!(
                 "device `{name}` is revoked"

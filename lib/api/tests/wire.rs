@@ -189,6 +189,21 @@ proptest! {
     }
 
     #[test]
+    fn an_update_is_whichever_encodes_smaller(a in gen_program(), b in gen_program(), same in any::<bool>()) {
+        let base = build(&a, 1);
+        // Half the time the target is a small edit of the base, where deltas win.
+        let target = if same { build(&a, 2) } else { build(&b, 2) };
+        let update = update_for(&target, Some(&base));
+        let delta = delta_between(&base, &target).encoded_len();
+        let full = program_to_pb(&target).encoded_len();
+        match update.body {
+            Some(Body::Delta(_)) => prop_assert!(delta < full, "delta {} >= full {}", delta, full),
+            Some(Body::Full(_)) => prop_assert!(delta >= full, "full {} > delta {}", full, delta),
+            None => prop_assert!(false, "no body"),
+        }
+    }
+
+    #[test]
     fn an_update_rebuilds_its_target_from_any_base(a in gen_program(), b in gen_program(), known_base in any::<bool>()) {
         let base = build(&a, 1);
         let target = build(&b, 2);
