@@ -116,7 +116,7 @@ pub(crate) fn endpoints_from_pb(
                     .addresses
                     .iter()
                     .enumerate()
-                    .map(|(j, a)| addr_from(a, &format!("{path}[{i}].addresses[{j}]")))
+                    .map(|(j, a)| addr_from(a, || format!("{path}[{i}].addresses[{j}]")))
                     .collect::<Result<_, _>>()?,
             })
         })
@@ -124,42 +124,68 @@ pub(crate) fn endpoints_from_pb(
 }
 
 pub(crate) fn set_to_pb(s: &AddressSet) -> pb::AddressSet {
+    let prefixes = s.prefixes.prefixes();
+    let v4 = prefixes.iter().filter(|p| p.is_ipv4()).count();
+    let mut ipv4 = Vec::with_capacity(5 * v4);
+    let mut ipv6 = Vec::with_capacity(17 * (prefixes.len() - v4));
+    for p in prefixes {
+        match p.addr() {
+            IpAddr::V4(a) => {
+                ipv4.extend_from_slice(&a.octets());
+                ipv4.push(p.len());
+            }
+            IpAddr::V6(a) => {
+                ipv6.extend_from_slice(&a.octets());
+                ipv6.push(p.len());
+            }
+        }
+    }
     pb::AddressSet {
         name: s.name.clone(),
-        prefixes: s
-            .prefixes
-            .prefixes()
-            .iter()
-            .map(|p| pb::Prefix {
-                address: addr_bytes(&p.addr()),
-                length: u32::from(p.len()),
-            })
-            .collect(),
+        ipv4,
+        ipv6,
     }
 }
 
-pub(crate) fn set_from_pb(s: &pb::AddressSet, path: &str) -> Result<AddressSet, WireError> {
-    let prefixes = s
-        .prefixes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let at = format!("{path}.prefixes[{i}]");
-            let addr = addr_from(&p.address, &at)?;
-            let len = u8::try_from(p.length)
-                .map_err(|_| field(&at, format!("prefix length {} is too long", p.length)))?;
-            Prefix::new(addr, len).map_err(|e| field(&at, e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if !PrefixSet::is_canonical(&prefixes) {
+/// Unpacks one family's prefixes (`N` address bytes and a length byte each).
+fn unpack<const N: usize>(
+    bytes: &[u8],
+    out: &mut Vec<Prefix>,
+    path: &str,
+    list: &str,
+) -> Result<(), WireError> {
+    if bytes.len() % (N + 1) != 0 {
         return Err(field(
-            format!("{path}.prefixes"),
-            "not canonical (prefixes must be sorted, disjoint, with sibling prefixes merged)",
+            format!("{path}.{list}"),
+            format!(
+                "{} bytes is not a whole number of {}-byte prefixes",
+                bytes.len(),
+                N + 1
+            ),
         ));
     }
+    for (i, record) in bytes.chunks_exact(N + 1).enumerate() {
+        let addr = addr_from(&record[..N], || format!("{path}.{list}[{i}]"))?;
+        let prefix = Prefix::new(addr, record[N])
+            .map_err(|e| field(format!("{path}.{list}[{i}]"), e.to_string()))?;
+        out.push(prefix);
+    }
+    Ok(())
+}
+
+pub(crate) fn set_from_pb(s: &pb::AddressSet, path: &str) -> Result<AddressSet, WireError> {
+    let mut prefixes = Vec::with_capacity(s.ipv4.len() / 5 + s.ipv6.len() / 17);
+    unpack::<4>(&s.ipv4, &mut prefixes, path, "ipv4")?;
+    unpack::<16>(&s.ipv6, &mut prefixes, path, "ipv6")?;
+    let Some(prefixes) = PrefixSet::from_canonical(&prefixes) else {
+        return Err(field(
+            path,
+            "the prefixes are not canonical (they must be sorted, disjoint, with sibling prefixes merged)",
+        ));
+    };
     Ok(AddressSet {
         name: s.name.clone(),
-        prefixes: PrefixSet::from_prefixes(prefixes),
+        prefixes,
     })
 }
 
@@ -203,17 +229,16 @@ pub(crate) fn tier_from_pb(t: &pb::Tier, path: &str) -> Result<Tier, WireError> 
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| rule_from_pb(r, &format!("{path}.rules[{i}]")))
+            .map(|(i, r)| rule_from_pb(r, &|| format!("{path}.rules[{i}]")))
             .collect::<Result<_, _>>()?,
         defaults: t
             .defaults
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                let at = format!("{path}.defaults[{i}]");
                 Ok(TierDefaults {
-                    ingress: action_from_pb(d.ingress, &format!("{at}.ingress"))?,
-                    egress: action_from_pb(d.egress, &format!("{at}.egress"))?,
+                    ingress: action_at(d.ingress, || format!("{path}.defaults[{i}].ingress"))?,
+                    egress: action_at(d.egress, || format!("{path}.defaults[{i}].egress"))?,
                 })
             })
             .collect::<Result<_, WireError>>()?,
@@ -248,17 +273,18 @@ fn rule_to_pb(r: &Rule) -> pb::Rule {
     }
 }
 
-fn rule_from_pb(r: &pb::Rule, path: &str) -> Result<Rule, WireError> {
+/// A rule; `path` gives its path for error messages (formatted only then).
+fn rule_from_pb(r: &pb::Rule, path: &dyn Fn() -> String) -> Result<Rule, WireError> {
     let ports = |list: &[pb::PortRange], name: &str| {
         list.iter()
             .enumerate()
             .map(|(i, p)| {
-                let at = format!("{path}.{name}[{i}]");
+                let at = || format!("{}.{name}[{i}]", path());
                 let lo = u16::try_from(p.lo)
-                    .map_err(|_| field(&at, format!("port {} is above 65535", p.lo)))?;
+                    .map_err(|_| field(at(), format!("port {} is above 65535", p.lo)))?;
                 let hi = u16::try_from(p.hi)
-                    .map_err(|_| field(&at, format!("port {} is above 65535", p.hi)))?;
-                PortRange::new(lo, hi).map_err(|e| field(&at, e.to_string()))
+                    .map_err(|_| field(at(), format!("port {} is above 65535", p.hi)))?;
+                PortRange::new(lo, hi).map_err(|e| field(at(), e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()
     };
@@ -267,7 +293,7 @@ fn rule_from_pb(r: &pb::Rule, path: &str) -> Result<Rule, WireError> {
         Ok(pb::Direction::Egress) => Direction::Egress,
         _ => {
             return Err(field(
-                format!("{path}.direction"),
+                format!("{}.direction", path()),
                 format!("{} is not a direction (1 ingress, 2 egress)", r.direction),
             ));
         }
@@ -277,7 +303,7 @@ fn rule_from_pb(r: &pb::Rule, path: &str) -> Result<Rule, WireError> {
         .map(|p| {
             u8::try_from(p).map(Protocol).map_err(|_| {
                 field(
-                    format!("{path}.protocol"),
+                    format!("{}.protocol", path()),
                     format!("{p} is not an IP protocol number (0-255)"),
                 )
             })
@@ -291,7 +317,7 @@ fn rule_from_pb(r: &pb::Rule, path: &str) -> Result<Rule, WireError> {
         protocol,
         src_ports: ports(&r.src_ports, "src_ports")?,
         dst_ports: ports(&r.dst_ports, "dst_ports")?,
-        action: action_from_pb(r.action, &format!("{path}.action"))?,
+        action: action_at(r.action, || format!("{}.action", path()))?,
         log: r.log,
         audit: r.audit,
         mirror: r.mirror.clone(),
@@ -308,12 +334,17 @@ pub(crate) fn action_to_pb(a: Action) -> pb::Action {
 }
 
 pub(crate) fn action_from_pb(value: i32, path: &str) -> Result<Action, WireError> {
+    action_at(value, || path.to_string())
+}
+
+/// Like [`action_from_pb`], with the path made only for an error.
+fn action_at(value: i32, path: impl FnOnce() -> String) -> Result<Action, WireError> {
     match pb::Action::try_from(value) {
         Ok(pb::Action::Allow) => Ok(Action::Allow),
         Ok(pb::Action::Deny) => Ok(Action::Deny),
         Ok(pb::Action::NextTier) => Ok(Action::NextTier),
         _ => Err(field(
-            path,
+            path(),
             format!("{value} is not an action (1 allow, 2 deny, 3 next-tier)"),
         )),
     }
@@ -326,14 +357,14 @@ fn addr_bytes(a: &IpAddr) -> Vec<u8> {
     }
 }
 
-fn addr_from(bytes: &[u8], path: &str) -> Result<IpAddr, WireError> {
+fn addr_from(bytes: &[u8], path: impl FnOnce() -> String) -> Result<IpAddr, WireError> {
     if let Ok(b) = <[u8; 4]>::try_from(bytes) {
         Ok(IpAddr::V4(Ipv4Addr::from(b)))
     } else if let Ok(b) = <[u8; 16]>::try_from(bytes) {
         Ok(IpAddr::V6(Ipv6Addr::from(b)))
     } else {
         Err(field(
-            path,
+            path(),
             format!(
                 "an address is 4 bytes (IPv4) or 16 bytes (IPv6), not {}",
                 bytes.len()

@@ -337,12 +337,20 @@ fn malformed_fields_are_named() {
         "endpoints[2].addresses[0]: an address is 4 bytes (IPv4) or 16 bytes (IPv6), not 5",
     );
     check(
-        &|m| m.address_sets[1].prefixes[0].length = 300,
-        "address_sets[1].prefixes[0]: prefix length 300 is too long",
+        &|m| m.address_sets[1].ipv4[4] = 40,
+        "address_sets[1].ipv4[0]: `10.1.2.0/40`: prefix length must be a number from 0 to 32",
     );
     check(
-        &|m| m.address_sets[1].prefixes.reverse(),
-        "address_sets[1].prefixes: not canonical (prefixes must be sorted, disjoint, with sibling prefixes merged)",
+        &|m| m.address_sets[1].ipv4.truncate(7),
+        "address_sets[1].ipv4: 7 bytes is not a whole number of 5-byte prefixes",
+    );
+    check(
+        &|m| {
+            let v4 = &mut m.address_sets[1].ipv4;
+            let first: Vec<u8> = v4.drain(..5).collect();
+            v4.extend(first);
+        },
+        "address_sets[1]: the prefixes are not canonical (they must be sorted, disjoint, with sibling prefixes merged)",
     );
     check(
         &|m| m.tiers[1].rules[4].dst_ports[0].hi = 70000,

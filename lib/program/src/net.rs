@@ -370,6 +370,13 @@ impl PrefixSet {
         after > 0 && self.0[after - 1].contains(ip)
     }
 
+    /// The set of `prefixes` if they are already in canonical form (one canonicalization,
+    /// where [`PrefixSet::is_canonical`] then [`PrefixSet::from_prefixes`] take two).
+    pub fn from_canonical(prefixes: &[Prefix]) -> Option<Self> {
+        let set = Self::from_prefixes(prefixes.iter().copied());
+        (*set.0 == *prefixes).then_some(set)
+    }
+
     /// Whether the vector is already in canonical form.
     pub fn is_canonical(prefixes: &[Prefix]) -> bool {
         *Self::from_prefixes(prefixes.iter().copied()).0 == *prefixes
@@ -439,6 +446,14 @@ impl PortRange {
     /// Whether `port` is in the range.
     pub fn contains(&self, port: u16) -> bool {
         self.lo <= port && port <= self.hi
+    }
+
+    /// Whether `ranges` are canonical (what [`PortRange::canonicalize`] returns): sorted,
+    /// disjoint and not adjacent. Allocates nothing.
+    pub fn is_canonical(ranges: &[PortRange]) -> bool {
+        ranges
+            .windows(2)
+            .all(|w| u32::from(w[0].hi) + 1 < u32::from(w[1].lo))
     }
 
     /// Sorts and merges overlapping or adjacent ranges: the canonical form of a port list.
@@ -679,6 +694,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn port_list_canonical_check_agrees_with_canonicalize(
+            raw in proptest::collection::vec((0u16..40, 0u16..6), 0..6),
+        ) {
+            let ranges: Vec<PortRange> = raw
+                .iter()
+                .map(|&(lo, w)| PortRange::new(lo, lo + w).unwrap())
+                .collect();
+            prop_assert_eq!(
+                PortRange::is_canonical(&ranges),
+                PortRange::canonicalize(ranges.iter().copied()) == ranges
+            );
+            let canonical = PortRange::canonicalize(ranges.iter().copied());
+            prop_assert!(PortRange::is_canonical(&canonical));
+        }
+
         #[test]
         fn prefix_set_is_canonical_and_exact(
             prefixes in proptest::collection::vec(arb_v4_prefix(), 0..12),

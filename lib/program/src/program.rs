@@ -560,7 +560,7 @@ fn validate_rule(
         return Err(bad("ports are only allowed with tcp, udp or sctp"));
     }
     for ports in [&rule.src_ports, &rule.dst_ports] {
-        if PortRange::canonicalize(ports.iter().copied()) != *ports {
+        if !PortRange::is_canonical(ports) {
             return Err(bad("port ranges must be sorted, disjoint and not adjacent"));
         }
     }
