@@ -39,6 +39,10 @@ pub struct Args {
     /// ten seconds).
     #[arg(long, default_value_t = 24.0)]
     cert_hours: f64,
+    /// Hours the server's own certificate is valid; it is replaced at half of it without a
+    /// restart (at least ten seconds).
+    #[arg(long, default_value_t = 168.0)]
+    server_cert_hours: f64,
     /// Verdict devices give traffic touching none of their local endpoints.
     #[arg(long, value_enum, default_value_t = Foreign::Allow)]
     foreign: Foreign,
@@ -55,6 +59,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         grpc_listen: args.grpc_listen,
         http_listen: (!args.no_http).then_some(args.http_listen),
         hosts: args.hosts.clone(),
+        server_cert_validity: Duration::from_secs_f64((args.server_cert_hours * 3600.0).max(10.0)),
         fleet: FleetConfig {
             foreign: match args.foreign {
                 Foreign::Allow => Action::Allow,

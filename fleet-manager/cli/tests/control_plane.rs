@@ -8,6 +8,7 @@
 //!   manager restarted with devices connected — everything converges, nothing is lost;
 //! * a stalled device (SIGSTOP) holds up no other device, and `watch` reports the commit
 //!   going from pending to enforced when it wakes up;
+//! * the server's certificate replaced without a restart (seen by `openssl s_client`);
 //! * device certificates renewed before they expire, without losing the stream's program;
 //! * racing commits in one scope: one wins, the other gets a conflict;
 //! * `grpc.health.v1` and server reflection (v1 and v1alpha) on the gRPC port.
@@ -471,4 +472,59 @@ fn a_stalled_device_holds_up_nobody_and_watch_reports_it() {
     );
     let _ = watch.kill();
     let _ = watch.wait();
+}
+
+/// The serial of the certificate the server presents, as `openssl s_client` sees it after
+/// verifying it against the fleet CA.
+fn presented_serial(m: &Manager) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{} -servername localhost -CAfile {} \
+             -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial",
+            m.port,
+            m.ca.display()
+        ))
+        .output()
+        .unwrap();
+    let serial = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(serial.starts_with("serial="), "openssl: {serial:?} {out:?}");
+    serial
+}
+
+#[test]
+fn the_server_certificate_rotates_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // 12-second server certificates: replaced every 6.
+    let m = Manager::start(
+        &dir.path().join("data"),
+        0,
+        &["--server-cert-hours", "0.00333"],
+    );
+    let _a = agent(
+        &m,
+        "dpu-1",
+        &dir.path().join("dpu-1"),
+        Some(&m.token("dpu-1")),
+    );
+    wait_until(CONVERGE, "dpu-1 in sync", || in_sync(&m, &["dpu-1"]));
+    let first = presented_serial(&m);
+    wait_until(Duration::from_secs(30), "a rotation", || {
+        m.proc.log().contains("server certificate rotated")
+    });
+    let second = presented_serial(&m);
+    assert_ne!(first, second, "new connections get the new certificate");
+    // Connections made before keep working, new ones verify.
+    assert!(in_sync(&m, &["dpu-1"]));
+    let g = last_commit(
+        &m.json(&[
+            "apply",
+            "-f",
+            examples()
+                .join("three-tier/policies/tags.pal")
+                .to_str()
+                .unwrap(),
+        ]),
+    );
+    assert!(g > 0);
 }

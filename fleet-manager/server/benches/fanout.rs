@@ -1000,6 +1000,7 @@ async fn start_palisade(dir: &Path) -> Result<(Running, Orchestrator, String, St
         grpc_listen: "127.0.0.1:0".parse()?,
         http_listen: None,
         hosts: vec![],
+        server_cert_validity: palisade_server::serve::SERVER_CERT_VALIDITY,
         fleet: FleetConfig::default(),
     })
     .await?;

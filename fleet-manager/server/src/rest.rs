@@ -1215,6 +1215,7 @@ mod tests {
             grpc_listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: None,
             hosts: Vec::new(),
+            server_cert_validity: crate::serve::SERVER_CERT_VALIDITY,
             fleet: FleetConfig::default(),
         })
         .await

@@ -41,8 +41,8 @@ const MAX_ORCHESTRATOR_MESSAGE: usize = 16 << 20;
 const MAX_PROGRAM_MESSAGE: usize = 256 << 20;
 /// How long a shutdown waits for open calls.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// Lifetime of the server certificate; rotated at half of it.
-const SERVER_CERT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default lifetime of the server certificate; it is rotated at half of it.
+pub const SERVER_CERT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -58,6 +58,9 @@ pub struct ServeConfig {
     pub hosts: Vec<String>,
     /// Fleet behaviour.
     pub fleet: FleetConfig,
+    /// Lifetime of the server certificate (rotated at half of it, without a restart);
+    /// [`SERVER_CERT_VALIDITY`] by default.
+    pub server_cert_validity: Duration,
 }
 
 /// Why the server could not start.
@@ -199,7 +202,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     hosts.sort();
     hosts.dedup();
     let server_cert = ca
-        .issue_server(&hosts, Validity::for_duration(SERVER_CERT_VALIDITY))
+        .issue_server(&hosts, Validity::for_duration(config.server_cert_validity))
         .map_err(|e| ServeError::Other(e.to_string()))?;
     let tls = ServerTls::new(
         ca.cert_pem(),
@@ -243,6 +246,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         Arc::clone(&ca),
         tls.clone(),
         hosts,
+        config.server_cert_validity,
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(watch_timeouts(Arc::clone(&core), shutdown_rx)));
@@ -310,15 +314,16 @@ async fn rotate_server_cert(
     ca: Arc<Ca>,
     tls: ServerTls,
     hosts: Vec<String>,
+    validity: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(SERVER_CERT_VALIDITY / 2) => {}
+            _ = tokio::time::sleep(validity / 2) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
         match ca
-            .issue_server(&hosts, Validity::for_duration(SERVER_CERT_VALIDITY))
+            .issue_server(&hosts, Validity::for_duration(validity))
             .and_then(|c| tls.rotate(&c.cert.pem, &c.key_pem).map(|()| c.cert.serial))
         {
             Ok(serial) => info!(%serial, "server certificate rotated"),

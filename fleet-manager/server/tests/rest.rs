@@ -43,6 +43,7 @@ async fn start() -> Server {
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: Some("127.0.0.1:0".parse().unwrap()),
         hosts: Vec::new(),
+        server_cert_validity: palisade_server::serve::SERVER_CERT_VALIDITY,
         fleet: FleetConfig::default(),
     })
     .await
