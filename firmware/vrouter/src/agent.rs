@@ -1,17 +1,4 @@
-//! `vrouter agent`: the vRouter under a fleet manager.
-//!
-//! The agent enrolls with a one-time token (a fresh key; the manager signs its CSR), then
-//! holds one mutually authenticated gRPC stream to the manager. Every program that arrives
-//! (whole, or as a delta from the one running) is verified against its content hash,
-//! planned for the hardware profile, compiled, stored in the state directory and switched
-//! in atomically — the dataplane moves to it at its next burst — and then acknowledged with
-//! its generation, hash and rule placement. A program that does not verify, plan or compile
-//! is acknowledged as refused and the previous one keeps running.
-//!
-//! The agent keeps enforcing whatever happens to the manager: at start it restores the last
-//! program from its state directory before its ports move a frame (with none stored, it
-//! drops everything until the first program arrives); when the stream breaks it reconnects
-//! with backoff and is brought up to date; it renews its certificate before it expires.
+//! `vrouter agent`: the command line of the vRouter agent ([`palisade_agent`]).
 //!
 //! Flags win over the configuration file, whose keys are the flags' names:
 //!
@@ -28,40 +15,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use palisade_api::WireError;
-use palisade_api::delta::receive;
-use palisade_api::pb::control::v1::control_client::ControlClient;
-use palisade_api::pb::control::v1::{
-    AckRequest, Credentials, DeviceStatus, EnrollRequest, Place, Placement, ProgramUpdate,
-    RenewRequest, RuleCounters, RulePlacement, SubscribeRequest, ack_request,
-};
-use palisade_dataplane::pipeline::{Compiled, Pipeline, PipelineConfig, ProgramSlot};
+use palisade_agent::Settings;
 use palisade_hw_profiles::Profile;
-use palisade_offload::{PlanOptions, ProgramPlan, RulePlace, plan_program};
-use palisade_pki::{DeviceKey, client_config, identify_pem};
 use palisade_ports::{AfPacketPort, Port, memory_pair};
-use palisade_program::{Action, DeviceProgram, FORMAT_VERSION, ProgramParts};
 use serde::Deserialize;
-use tonic::transport::Channel;
-use tonic::{Code, Status};
-use tracing::{error, info, warn};
-
-use crate::forward::{Forwarder, Topology};
-use crate::state::{State, StoredCredentials};
-
-/// Largest program update the agent accepts.
-const MAX_UPDATE: usize = 256 << 20;
-/// Most per-rule placements an acknowledgement lists (the counts are always complete).
-const MAX_RULE_PLACEMENTS: usize = 1000;
-/// Most per-rule counters a status report lists.
-const MAX_RULE_COUNTERS: usize = 1000;
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Arguments of `vrouter agent`.
 #[derive(clap::Args, Default)]
@@ -241,49 +202,6 @@ fn read_token(path: &Path) -> Result<String> {
         .to_string())
 }
 
-/// The program a device runs before it ever got one: no endpoints, everything dropped.
-fn nothing_yet(device: &str) -> Result<DeviceProgram> {
-    Ok(DeviceProgram::new(ProgramParts {
-        format: FORMAT_VERSION,
-        device: device.to_string(),
-        generation: 0,
-        endpoints: Vec::new(),
-        address_sets: Vec::new(),
-        tiers: Vec::new(),
-        foreign: Action::Deny,
-    })?)
-}
-
-/// Counters the dataplane thread publishes for status reports.
-#[derive(Default, Clone)]
-struct Counters {
-    sessions: u64,
-    packets: u64,
-    dropped: u64,
-    rules: Vec<RuleCounters>,
-}
-
-/// What the control side shares with the dataplane thread.
-struct Engine {
-    name: String,
-    profile: Arc<Profile>,
-    slot: Arc<ProgramSlot>,
-    /// The program applied (None while running the drop-everything placeholder).
-    applied: Mutex<Option<Arc<DeviceProgram>>>,
-    placement: Mutex<Placement>,
-    counters: Mutex<Counters>,
-    stop: AtomicBool,
-}
-
-impl Engine {
-    fn applied(&self) -> Option<Arc<DeviceProgram>> {
-        self.applied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
 /// Opened ports and the links between them (by name).
 type OpenedPorts = (Vec<Box<dyn Port>>, Vec<[String; 2]>);
 
@@ -311,468 +229,6 @@ fn open_ports(spec: &PortsSpec) -> Result<OpenedPorts> {
     }
 }
 
-fn dataplane(mut forwarder: Forwarder, engine: Arc<Engine>) {
-    let started = Instant::now();
-    let mut last_publish = started;
-    let mut last_error: Option<Instant> = None;
-    while !engine.stop.load(Ordering::Relaxed) {
-        let busy = match forwarder.poll(started.elapsed().as_nanos() as u64) {
-            Ok(b) => b,
-            Err(e) => {
-                if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    error!("port error: {e:#}");
-                    last_error = Some(Instant::now());
-                }
-                std::thread::sleep(Duration::from_millis(10));
-                false
-            }
-        };
-        if last_publish.elapsed() >= Duration::from_millis(500) {
-            *engine.counters.lock().unwrap_or_else(|e| e.into_inner()) =
-                counters(forwarder.pipeline());
-            last_publish = Instant::now();
-        }
-        if !busy {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-}
-
-fn counters(pipeline: &Pipeline) -> Counters {
-    let c = pipeline.counters();
-    let mut rules: Vec<RuleCounters> = pipeline
-        .rule_counters()
-        .into_iter()
-        .filter(|(_, r)| r.connections > 0)
-        .map(|(id, r)| RuleCounters {
-            rule_id: id.to_string(),
-            connections: r.connections,
-            packets: r.packets,
-            bytes: r.bytes,
-        })
-        .collect();
-    rules.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.rule_id.cmp(&b.rule_id)));
-    rules.truncate(MAX_RULE_COUNTERS);
-    Counters {
-        sessions: pipeline.sessions().len() as u64,
-        packets: c.frames,
-        dropped: c.dropped.values().sum(),
-        rules,
-    }
-}
-
-/// The acknowledgement's placement of a plan.
-fn placement(plan: &ProgramPlan, profile: &str) -> Placement {
-    let mut p = Placement {
-        profile: profile.to_string(),
-        ..Placement::default()
-    };
-    for r in &plan.rules {
-        let (place, reason) = match &r.place {
-            RulePlace::Hardware { .. } => {
-                p.hardware += 1;
-                (Place::Hardware, None)
-            }
-            RulePlace::Split { reason, .. } => {
-                p.split += 1;
-                (Place::Split, Some(reason))
-            }
-            RulePlace::Software { reason } => {
-                p.software += 1;
-                (Place::Software, Some(reason))
-            }
-        };
-        if p.rules.len() < MAX_RULE_PLACEMENTS {
-            p.rules.push(RulePlacement {
-                rule_id: r.id.clone(),
-                place: place as i32,
-                reason: reason.cloned().unwrap_or_default(),
-            });
-        }
-    }
-    p
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Why a round with the manager ended.
-enum Failure {
-    /// Worth retrying (manager away, stream broken).
-    Retry(anyhow::Error),
-    /// Retrying cannot help; the operator must act.
-    Fatal(anyhow::Error),
-}
-
-fn retry(e: impl Into<anyhow::Error>) -> Failure {
-    Failure::Retry(e.into())
-}
-
-/// Whether a refusal from the manager is final.
-fn is_final(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::PermissionDenied | Code::Unauthenticated | Code::InvalidArgument
-    )
-}
-
-fn status_error(what: &str, status: &Status) -> anyhow::Error {
-    let mut message = status.message().to_string();
-    if message.is_empty() {
-        message = format!("{:?}", status.code());
-    }
-    // Transport errors hide the cause (e.g. the server's TLS alert) in the source chain.
-    let mut source = std::error::Error::source(status);
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    anyhow!("{what}: {message}")
-}
-
-struct Agent {
-    config: Config,
-    state: State,
-    engine: Arc<Engine>,
-}
-
-impl Agent {
-    /// Credentials to connect with: stored ones, or new ones from enrolling.
-    async fn credentials(&self) -> Result<StoredCredentials, Failure> {
-        if let Some(c) = self.state.credentials().map_err(Failure::Fatal)? {
-            let id = identify_pem(&c.cert_pem)
-                .map_err(|e| Failure::Fatal(anyhow!("the stored certificate: {e}")))?;
-            if id.identity != palisade_pki::Identity::Device(self.config.name.clone()) {
-                return Err(Failure::Fatal(anyhow!(
-                    "the state directory {} holds the credentials of {}, not of device `{}`; \
-                     use another --state",
-                    self.state.dir().display(),
-                    id.identity,
-                    self.config.name
-                )));
-            }
-            if id.not_after > SystemTime::now() {
-                return Ok(c);
-            }
-            if self.config.token.is_none() {
-                return Err(Failure::Fatal(anyhow!(
-                    "the device certificate expired; create a new token with \
-                     `fleet-manager token create --device {}` and start with --token",
-                    self.config.name
-                )));
-            }
-            info!("the device certificate expired; enrolling again with the token");
-        }
-        self.enroll().await
-    }
-
-    async fn enroll(&self) -> Result<StoredCredentials, Failure> {
-        let Some(token) = &self.config.token else {
-            return Err(Failure::Fatal(anyhow!(
-                "device `{}` is not enrolled: give --token (create one with \
-                 `fleet-manager token create --device {}`)",
-                self.config.name,
-                self.config.name
-            )));
-        };
-        let ca_pem = std::fs::read_to_string(&self.config.ca)
-            .with_context(|| format!("reading the CA certificate {}", self.config.ca.display()))
-            .map_err(Failure::Fatal)?;
-        let tls = client_config(&ca_pem, None)
-            .map_err(|e| Failure::Fatal(anyhow!("{}: {e}", self.config.ca.display())))?;
-        let channel = palisade_pki::channel(&self.config.manager, tls)
-            .await
-            .map_err(retry)?;
-        let key = DeviceKey::generate().map_err(|e| Failure::Fatal(e.into()))?;
-        let csr_pem = key
-            .csr_pem(&self.config.name)
-            .map_err(|e| Failure::Fatal(e.into()))?;
-        let response = ControlClient::new(channel)
-            .enroll(EnrollRequest {
-                device: self.config.name.clone(),
-                token: token.clone(),
-                csr_pem,
-            })
-            .await;
-        let creds = match response {
-            Ok(r) => r.into_inner(),
-            Err(s) if is_final(&s) => {
-                return Err(Failure::Fatal(status_error(
-                    "the manager refused to enroll this device",
-                    &s,
-                )));
-            }
-            Err(s) => return Err(Failure::Retry(status_error("enrolling", &s))),
-        };
-        let stored = self.store(&key, creds).map_err(Failure::Fatal)?;
-        info!(device = %self.config.name, "enrolled");
-        Ok(stored)
-    }
-
-    fn store(&self, key: &DeviceKey, creds: Credentials) -> Result<StoredCredentials> {
-        let stored = StoredCredentials {
-            key_pem: key.key_pem(),
-            cert_pem: creds.certificate_pem,
-            ca_pem: creds.ca_pem,
-            renew_after_unix: creds.renew_after_unix,
-        };
-        self.state.save_credentials(&stored, creds.not_after_unix)?;
-        Ok(stored)
-    }
-
-    /// One connected round: subscribe, apply what comes, report, renew. Returns when the
-    /// certificate was renewed (reconnect with it) or fails.
-    async fn connected(&self, creds: &StoredCredentials, up: &mut bool) -> Result<(), Failure> {
-        let tls = client_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))
-            .map_err(|e| Failure::Fatal(anyhow!("the stored credentials: {e}")))?;
-        let channel = palisade_pki::channel(&self.config.manager, tls)
-            .await
-            .map_err(retry)?;
-        let mut client = client(channel);
-        let applied = self.engine.applied();
-        let request = SubscribeRequest {
-            applied_generation: applied.as_ref().map_or(0, |p| p.generation()),
-            applied_hash: applied
-                .as_ref()
-                .map(|p| p.hash().0.to_vec())
-                .unwrap_or_default(),
-            profile: self.engine.profile.name().to_string(),
-            agent_version: env!("CARGO_PKG_VERSION").into(),
-        };
-        let mut stream = match client.subscribe(request).await {
-            Ok(r) => r.into_inner(),
-            Err(s) => return Err(Failure::Retry(status_error("subscribing", &s))),
-        };
-        info!(manager = %self.config.manager, "connected to the fleet manager");
-        *up = true;
-        // Say again what runs here: an acknowledgement lost with a manager that died before
-        // recording it would otherwise leave its commit pending for ever.
-        if let Some(p) = &applied {
-            let placement = self
-                .engine
-                .placement
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            client
-                .ack(AckRequest {
-                    generation: p.generation(),
-                    hash: p.hash().0.to_vec(),
-                    result: Some(ack_request::Result::Applied(placement)),
-                })
-                .await
-                .map_err(|s| Failure::Retry(status_error("acknowledging", &s)))?;
-        }
-        let renew_in = Duration::from_secs((creds.renew_after_unix - now_unix()).max(0) as u64);
-        let renew_at = tokio::time::Instant::now() + renew_in;
-        let mut status = tokio::time::interval(self.config.status_every);
-        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                message = stream.message() => match message {
-                    Ok(Some(update)) => self.apply(&mut client, update).await?,
-                    Ok(None) => return Err(retry(anyhow!("the manager closed the program stream"))),
-                    Err(s) => return Err(Failure::Retry(status_error("the program stream broke", &s))),
-                },
-                _ = status.tick() => {
-                    if let Err(s) = client.report_status(self.status()).await {
-                        warn!("status report failed: {}", status_error("reporting status", &s));
-                    }
-                }
-                () = tokio::time::sleep_until(renew_at) => {
-                    return self.renew(&mut client).await;
-                }
-            }
-        }
-    }
-
-    async fn renew(&self, client: &mut ControlClient<Channel>) -> Result<(), Failure> {
-        let key = DeviceKey::generate().map_err(|e| Failure::Fatal(e.into()))?;
-        let csr_pem = key
-            .csr_pem(&self.config.name)
-            .map_err(|e| Failure::Fatal(e.into()))?;
-        match client.renew(RenewRequest { csr_pem }).await {
-            Ok(r) => {
-                let stored = self.store(&key, r.into_inner()).map_err(Failure::Fatal)?;
-                info!(
-                    renew_after_unix = stored.renew_after_unix,
-                    "certificate renewed; reconnecting with it"
-                );
-                Ok(())
-            }
-            Err(s) => Err(Failure::Retry(status_error("renewing the certificate", &s))),
-        }
-    }
-
-    fn status(&self) -> DeviceStatus {
-        let applied = self.engine.applied();
-        let c = self
-            .engine
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        DeviceStatus {
-            generation: applied.as_ref().map_or(0, |p| p.generation()),
-            hash: applied
-                .as_ref()
-                .map(|p| p.hash().0.to_vec())
-                .unwrap_or_default(),
-            placement: Some(
-                self.engine
-                    .placement
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone(),
-            ),
-            sessions: c.sessions,
-            packets: c.packets,
-            dropped: c.dropped,
-            rules: c.rules,
-        }
-    }
-
-    /// Verifies, plans, compiles, stores, installs and acknowledges one update.
-    async fn apply(
-        &self,
-        client: &mut ControlClient<Channel>,
-        update: ProgramUpdate,
-    ) -> Result<(), Failure> {
-        let generation = update.generation;
-        let hash = update.hash.clone();
-        let current = self.engine.applied();
-        let engine = Arc::clone(&self.engine);
-        let started = Instant::now();
-        let prepared = tokio::task::spawn_blocking(move || prepare(&engine, &update, current))
-            .await
-            .map_err(|e| Failure::Fatal(anyhow!("the apply task failed: {e}")))?;
-        let result = match prepared {
-            Ok((program, compiled, placement)) => {
-                self.state.save_program(&program).map_err(Failure::Fatal)?;
-                let program = Arc::new(program);
-                self.engine.slot.install(compiled);
-                *self
-                    .engine
-                    .applied
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&program));
-                *self
-                    .engine
-                    .placement
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = placement.clone();
-                info!(
-                    generation,
-                    hash = %program.hash(),
-                    rules = program.rule_count(),
-                    hardware = placement.hardware,
-                    split = placement.split,
-                    software = placement.software,
-                    ms = started.elapsed().as_millis() as u64,
-                    "program applied"
-                );
-                ack_request::Result::Applied(placement)
-            }
-            Err(Refusal::WrongBase(e)) => {
-                // The manager's idea of what runs here is stale: subscribe again, saying.
-                return Err(retry(anyhow!("{e}; subscribing again")));
-            }
-            Err(Refusal::Bad(e)) => {
-                warn!(
-                    generation,
-                    "program refused, the previous one keeps running: {e:#}"
-                );
-                ack_request::Result::Error(format!("{e:#}"))
-            }
-        };
-        client
-            .ack(AckRequest {
-                generation,
-                hash,
-                result: Some(result),
-            })
-            .await
-            .map_err(|s| Failure::Retry(status_error("acknowledging", &s)))?;
-        Ok(())
-    }
-}
-
-enum Refusal {
-    WrongBase(WireError),
-    Bad(anyhow::Error),
-}
-
-fn prepare(
-    engine: &Engine,
-    update: &ProgramUpdate,
-    current: Option<Arc<DeviceProgram>>,
-) -> Result<(DeviceProgram, Compiled, Placement), Refusal> {
-    let program = match receive(update, current.as_deref()) {
-        Ok(p) => p,
-        Err(e @ WireError::WrongBase { .. }) => return Err(Refusal::WrongBase(e)),
-        Err(e) => return Err(Refusal::Bad(anyhow!("the update does not verify: {e}"))),
-    };
-    if program.device() != engine.name {
-        return Err(Refusal::Bad(anyhow!(
-            "the program is for device `{}`, this is `{}`",
-            program.device(),
-            engine.name
-        )));
-    }
-    let plan = plan_program(&program, &engine.profile, PlanOptions::default())
-        .map_err(|e| Refusal::Bad(anyhow!("offload planning failed: {e}")))?;
-    let placement = placement(&plan, engine.profile.name());
-    let compiled = Compiled::new(program.clone())
-        .map_err(|e| Refusal::Bad(anyhow!("the program does not compile: {e}")))?;
-    Ok((program, compiled, placement))
-}
-
-fn client(channel: Channel) -> ControlClient<Channel> {
-    ControlClient::new(channel)
-        .max_decoding_message_size(MAX_UPDATE)
-        .max_encoding_message_size(16 << 20)
-}
-
-async fn control(agent: Agent) -> Result<()> {
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        let creds = match agent.credentials().await {
-            Ok(c) => Some(c),
-            Err(Failure::Fatal(e)) => return Err(e),
-            Err(Failure::Retry(e)) => {
-                warn!("{e:#}; retrying in {:.1} s", backoff.as_secs_f64());
-                None
-            }
-        };
-        if let Some(creds) = creds {
-            let mut up = false;
-            let started = Instant::now();
-            match agent.connected(&creds, &mut up).await {
-                Ok(()) => {
-                    backoff = Duration::from_millis(250);
-                    continue;
-                }
-                Err(Failure::Fatal(e)) => return Err(e),
-                Err(Failure::Retry(e)) => {
-                    if up && started.elapsed() > Duration::from_secs(10) {
-                        backoff = Duration::from_millis(250);
-                    }
-                    warn!(
-                        "{e:#}; still enforcing generation {}; retrying in {:.1} s",
-                        agent.engine.applied().map_or(0, |p| p.generation()),
-                        backoff.as_secs_f64()
-                    );
-                }
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
 async fn stopped() {
     #[cfg(unix)]
     {
@@ -792,95 +248,33 @@ async fn stopped() {
 pub fn run(args: &Args) -> Result<ExitCode> {
     crate::logging();
     let config = resolve(args)?;
-    let state = State::open(&config.state)?;
-    let profile = Arc::new(load_profile(&config.profile)?);
-    let stored = match state.program() {
-        Ok(Some(p)) if p.device() == config.name => Some(p),
-        Ok(Some(p)) => bail!(
-            "the state directory {} holds a program for device `{}`, not `{}`; use another --state",
-            config.state.display(),
-            p.device(),
-            config.name
-        ),
-        Ok(None) => None,
-        Err(e) => {
-            warn!(
-                "{e:#}; starting without it (dropping everything until the manager sends a program)"
-            );
-            None
-        }
+    let settings = Settings {
+        manager: config.manager,
+        ca: config.ca,
+        token: config.token,
+        name: config.name,
+        state: config.state,
+        profile: Arc::new(load_profile(&config.profile)?),
+        status_every: config.status_every,
     };
-    let (initial, placement) = match &stored {
-        Some(p) => match plan_program(p, &profile, PlanOptions::default()) {
-            Ok(plan) => (p.clone(), placement(&plan, profile.name())),
-            Err(e) => {
-                warn!(
-                    "offload planning of the stored program failed ({e}); its rules run in software"
-                );
-                (p.clone(), Placement::default())
-            }
-        },
-        None => (nothing_yet(&config.name)?, Placement::default()),
-    };
-    let slot = Arc::new(ProgramSlot::new(Compiled::new(initial)?));
-    match &stored {
-        Some(p) => info!(
-            generation = p.generation(),
-            hash = %p.hash(),
-            "enforcing the program stored in the state directory"
-        ),
-        None => info!("no program yet: dropping all traffic until the manager sends one"),
-    }
     let (ports, links) = open_ports(&config.ports)?;
-    let names: Vec<String> = ports.iter().map(|p| p.name().to_string()).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let topology = Topology::new(&names, &links, &Default::default(), &Default::default())?;
-    let pipeline = Pipeline::new(PipelineConfig::default(), Arc::clone(&slot));
-    let forwarder = Forwarder::new(ports, topology, pipeline);
-    let engine = Arc::new(Engine {
-        name: config.name.clone(),
-        profile,
-        slot,
-        applied: Mutex::new(stored.map(Arc::new)),
-        placement: Mutex::new(placement),
-        counters: Mutex::new(Counters::default()),
-        stop: AtomicBool::new(false),
-    });
-    let thread = {
-        let engine = Arc::clone(&engine);
-        std::thread::Builder::new()
-            .name("dataplane".into())
-            .spawn(move || dataplane(forwarder, engine))
-            .context("starting the dataplane thread")?
-    };
-    info!(
-        device = %config.name,
-        ports = %names.join(", "),
-        profile = %engine.profile.name(),
-        manager = %config.manager,
-        "vrouter agent started"
-    );
-    let agent = Agent {
-        config,
-        state,
-        engine: Arc::clone(&engine),
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
-        tokio::select! {
-            r = control(agent) => r,
+        let mut agent = palisade_agent::start(settings, ports, links)?;
+        let result = tokio::select! {
+            r = agent.finished() => r,
             () = stopped() => {
-                info!("stopping");
+                tracing::info!("stopping");
                 Ok(())
             }
-        }
+        };
+        agent.stop();
+        result
     });
-    engine.stop.store(true, Ordering::Relaxed);
-    let _ = thread.join();
     runtime.shutdown_timeout(Duration::from_secs(1));
     result.map(|()| ExitCode::SUCCESS)
 }
@@ -951,12 +345,5 @@ mod tests {
         .unwrap()
         .to_string();
         assert!(e.contains("managr"), "{e}");
-    }
-
-    #[test]
-    fn the_placeholder_program_drops_everything() {
-        let p = nothing_yet("d").unwrap();
-        assert_eq!(p.foreign(), Action::Deny);
-        assert_eq!(p.rule_count(), 0);
     }
 }

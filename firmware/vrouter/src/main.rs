@@ -10,9 +10,7 @@ mod classify;
 mod dpdk_port;
 #[cfg(feature = "dpdk")]
 mod flow_offload;
-mod forward;
 mod run;
-mod state;
 
 /// Palisade vRouter: enforces device programs on a host's or DPU's ports.
 #[derive(Parser)]

@@ -1,6 +1,6 @@
 //! `vrouter run`: the dataplane on real ports, with a device program and a hardware profile.
 //!
-//! How frames move between the ports is [`crate::forward`]'s business.
+//! How frames move between the ports is [`palisade_agent::forward`]'s business.
 //!
 //! Configuration (YAML or JSON; paths relative to the file):
 //!
@@ -34,7 +34,7 @@ use palisade_ports::{AfPacketPort, Port};
 use palisade_program::DeviceProgram;
 use serde::Deserialize;
 
-use crate::forward::{Forwarder, Topology};
+use palisade_agent::forward::{Forwarder, Topology};
 
 /// Arguments of `vrouter run`.
 #[derive(clap::Args)]
