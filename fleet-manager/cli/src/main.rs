@@ -13,6 +13,7 @@ macro_rules! out {
 }
 
 mod client;
+mod demo;
 mod k8s;
 mod load;
 mod policy;
@@ -38,6 +39,9 @@ enum Command {
     K8s(K8sCommand),
     /// Run the fleet manager server (embedded store; no other server needed).
     Serve(serve::Args),
+    /// The whole system in one process: a fleet manager, two simulated DPUs, the sample
+    /// intent and test traffic (no root, nothing to install).
+    Demo(demo::Args),
     /// Enrollment tokens for devices.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -362,6 +366,18 @@ fn write_out(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Logs warnings and errors only (unless `RUST_LOG` says otherwise), for commands whose
+/// own output tells the story.
+fn logging_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 /// Logs to standard error; `RUST_LOG` filters (default `info`).
 fn logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -378,6 +394,7 @@ fn main() -> ExitCode {
     use client::block_on;
     let result = match cli.command {
         Command::Serve(args) => serve::run(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Token(TokenCommand::Create {
             device,
             valid,
