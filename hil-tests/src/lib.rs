@@ -1,0 +1,630 @@
+//! The hardware-in-the-loop harness: a topology of network namespaces on one machine, a
+//! fleet manager, one `vrouter agent` per host owning its workloads' links (AF_PACKET), the
+//! scenario's intent committed through the CLI, and real traffic — TCP with `nc`, UDP with
+//! `nc -u`, ICMP with `ping` — checked against the scenario's expectations.
+//!
+//! Topology, for a scenario whose inventory places workloads on devices:
+//!
+//! ```text
+//!  netns pw<id>-<k>          root netns                      netns pf<id>
+//!  [workload k: eth0] ==veth== h<id>w<k>b  (agent of k's device)  h<id>f<k>a ==veth== [br0]
+//! ```
+//!
+//! Each workload is a namespace with one interface holding its inventory address; the
+//! agent of its device joins the workload's veth to a fabric veth (a bump in the wire);
+//! every fabric veth ends on one bridge in the fabric namespace, so all workloads share
+//! one L2 segment and only the agents stand between them. Neighbour entries are static and
+//! IPv6 is off on every test interface, so the only frames on the wire are the test's: a
+//! denied connection is checked to deliver no packet at all (the responder's receive
+//! counter does not move). Everything the harness creates is removed when it ends; nothing
+//! outside its namespaces gets an address.
+//!
+//! A scenario file (YAML; paths relative to it):
+//!
+//! ```yaml
+//! name: three-tier
+//! inventory: ../../../examples/three-tier/inventory.yaml
+//! intent: [../../../examples/three-tier/policies, extra.pal]
+//! expect:
+//!   - {from: shop/web-prod, to: shop/app-prod, tcp: 8080, allow: true}
+//!   - {from: shop/web-prod, to: shop/app-dev, icmp: true, allow: false}
+//!   - {from: shop/web-dev, to: shop/app-dev, udp: 5353, allow: true}
+//! ```
+//!
+//! The same scenarios can target real hardware: see `hil-tests/README.md`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail};
+use palisade_inventory::Inventory;
+use serde::Deserialize;
+
+/// A scenario file.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Its name.
+    pub name: String,
+    /// The inventory (devices, projects, workloads with addresses and devices).
+    pub inventory: PathBuf,
+    /// Policy files or directories (rule language, YAML, JSON).
+    pub intent: Vec<PathBuf>,
+    /// What must be allowed and denied.
+    pub expect: Vec<Expect>,
+    /// Where the file is (paths are relative to it).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// One expectation: a connection from one workload to another.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Initiator, `project/workload`.
+    pub from: String,
+    /// Responder, `project/workload`.
+    pub to: String,
+    /// A TCP connection to this port.
+    #[serde(default)]
+    pub tcp: Option<u16>,
+    /// A UDP datagram to this port.
+    #[serde(default)]
+    pub udp: Option<u16>,
+    /// An ICMP echo.
+    #[serde(default)]
+    pub icmp: Option<bool>,
+    /// Whether it must get through (with its reply).
+    pub allow: bool,
+}
+
+impl Expect {
+    /// `tcp/8080`, `udp/53` or `icmp`.
+    pub fn service(&self) -> String {
+        match (self.tcp, self.udp) {
+            (Some(p), _) => format!("tcp/{p}"),
+            (None, Some(p)) => format!("udp/{p}"),
+            _ => "icmp".into(),
+        }
+    }
+}
+
+impl Scenario {
+    /// Reads a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut s: Scenario = serde_saphyr::from_str(&text).map_err(|e| {
+            anyhow!(
+                "{}: {}",
+                path.display(),
+                e.render_with_formatter(&serde_saphyr::UserMessageFormatter)
+            )
+        })?;
+        for e in &s.expect {
+            let kinds = usize::from(e.tcp.is_some())
+                + usize::from(e.udp.is_some())
+                + usize::from(e.icmp == Some(true));
+            if kinds != 1 {
+                bail!(
+                    "{}: expectation {} -> {}: give exactly one of tcp: PORT, udp: PORT, icmp: true",
+                    path.display(),
+                    e.from,
+                    e.to
+                );
+            }
+        }
+        s.dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Ok(s)
+    }
+}
+
+/// Whether this process may build namespaces.
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
+}
+
+/// Runs a command that must succeed.
+fn sh(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("running {args:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
+    let mut all = vec!["ip", "netns", "exec", ns];
+    all.extend_from_slice(args);
+    sh(&all)
+}
+
+fn newest_source(dir: &Path, newest: &mut SystemTime) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "target" || n == "fuzz") {
+                continue;
+            }
+            newest_source(&p, newest);
+        } else if p
+            .extension()
+            .is_some_and(|x| x == "rs" || x == "proto" || x == "toml")
+            && let Ok(m) = e.metadata().and_then(|m| m.modified())
+        {
+            *newest = (*newest).max(m);
+        }
+    }
+}
+
+/// The `fleet-manager` and `vrouter` binaries of this build (`cargo test --workspace`
+/// builds both), refused when older than their sources.
+pub fn binaries() -> Result<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("no target directory above {}", exe.display()))?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for d in ["firmware", "lib", "hw-profiles", "fleet-manager"] {
+        newest_source(&root.join(d), &mut newest);
+    }
+    let mut out = Vec::new();
+    for name in ["fleet-manager", "vrouter"] {
+        let bin = dir.join(name);
+        let built = std::fs::metadata(&bin)
+            .and_then(|m| m.modified())
+            .map_err(|_| {
+                anyhow!(
+                    "{} is missing: build it with `cargo build -p {name}` (scripts/test.sh does)",
+                    bin.display()
+                )
+            })?;
+        if built < newest {
+            bail!(
+                "{} is older than its sources: rebuild it with `cargo build -p {name}`",
+                bin.display()
+            );
+        }
+        out.push(bin);
+    }
+    Ok((out.remove(0), out.remove(0)))
+}
+
+/// A workload's place in the topology.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// `project/workload`.
+    pub name: String,
+    /// Its namespace.
+    pub ns: String,
+    /// Its address.
+    pub ip: IpAddr,
+    /// The device that enforces its policy.
+    pub device: String,
+}
+
+/// Namespaces and links, removed on drop.
+pub struct Topology {
+    /// Workloads by `project/workload`.
+    pub hosts: BTreeMap<String, Host>,
+    /// Per device, its `--ports` value.
+    pub ports: BTreeMap<String, String>,
+    namespaces: Vec<String>,
+    links: Vec<String>,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for l in &self.links {
+            let _ = Command::new("ip").args(["link", "del", l]).output();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+impl Topology {
+    /// Builds the namespaces, veths and bridge for `inventory`'s workloads.
+    pub fn build(inventory: &Inventory) -> Result<Topology> {
+        let id = format!("{:04}", std::process::id() % 10000);
+        let mut t = Topology {
+            hosts: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            namespaces: Vec::new(),
+            links: Vec::new(),
+        };
+        let fabric = format!("pf{id}");
+        sh(&["ip", "netns", "add", &fabric])?;
+        t.namespaces.push(fabric.clone());
+        in_ns(&fabric, &["ip", "link", "add", "br0", "type", "bridge"])?;
+        in_ns(&fabric, &["ip", "link", "set", "br0", "up"])?;
+        let mut macs = BTreeMap::new();
+        for (k, w) in inventory.workloads.iter().enumerate() {
+            let [iface] = w.interfaces.as_slice() else {
+                bail!(
+                    "workload {}/{}: the harness gives each workload one interface",
+                    w.project,
+                    w.name
+                );
+            };
+            let Some(&ip) = iface.addresses.first() else {
+                bail!("workload {}/{} has no address", w.project, w.name);
+            };
+            let name = format!("{}/{}", w.project, w.name);
+            let ns = format!("pw{id}-{k}");
+            sh(&["ip", "netns", "add", &ns])?;
+            t.namespaces.push(ns.clone());
+            let (wa, wb) = (format!("h{id}w{k}a"), format!("h{id}w{k}b"));
+            let (fa, fb) = (format!("h{id}f{k}a"), format!("h{id}f{k}b"));
+            sh(&[
+                "ip", "link", "add", &wa, "type", "veth", "peer", "name", &wb,
+            ])?;
+            t.links.push(wb.clone());
+            sh(&[
+                "ip", "link", "add", &fa, "type", "veth", "peer", "name", &fb,
+            ])?;
+            t.links.push(fa.clone());
+            let mac = format!(
+                "02:50:{:02x}:00:{:02x}:{:02x}",
+                k / 256,
+                (k / 16) % 16,
+                k % 256
+            );
+            sh(&["ip", "link", "set", &wa, "netns", &ns])?;
+            in_ns(&ns, &["ip", "link", "set", &wa, "name", "eth0"])?;
+            in_ns(&ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
+            in_ns(&ns, &["ip", "link", "set", "eth0", "address", &mac])?;
+            in_ns(
+                &ns,
+                &["ip", "addr", "add", &format!("{ip}/8"), "dev", "eth0"],
+            )?;
+            // A veth hands AF_PACKET readers TCP/UDP packets whose checksum the sender
+            // left to "the hardware"; forwarded as they are, the receiver would drop them.
+            // Workloads compute their own, as they would behind a real NIC.
+            in_ns(&ns, &["ethtool", "-K", "eth0", "tx", "off"])?;
+            in_ns(&ns, &["ip", "link", "set", "eth0", "up"])?;
+            in_ns(&ns, &["ip", "link", "set", "lo", "up"])?;
+            sh(&["ip", "link", "set", &fb, "netns", &fabric])?;
+            in_ns(&fabric, &["ip", "link", "set", &fb, "master", "br0"])?;
+            in_ns(&fabric, &["ip", "link", "set", &fb, "up"])?;
+            for l in [&wb, &fa] {
+                sh(&[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{l}.disable_ipv6=1"),
+                ])?;
+                sh(&["ip", "link", "set", l, "up"])?;
+            }
+            t.ports
+                .entry(iface.device.clone())
+                .and_modify(|p| p.push_str(&format!(",{wb}/{fa}")))
+                .or_insert(format!("af_packet:{wb}/{fa}"));
+            macs.insert(ip, mac);
+            t.hosts.insert(
+                name.clone(),
+                Host {
+                    name,
+                    ns,
+                    ip,
+                    device: iface.device.clone(),
+                },
+            );
+        }
+        in_ns(
+            &fabric,
+            &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
+        )?;
+        // Static neighbours: no ARP, so every frame on the wire is the test's.
+        for h in t.hosts.values() {
+            for (ip, mac) in &macs {
+                if *ip != h.ip {
+                    in_ns(
+                        &h.ns,
+                        &[
+                            "ip",
+                            "neigh",
+                            "replace",
+                            &ip.to_string(),
+                            "lladdr",
+                            mac,
+                            "dev",
+                            "eth0",
+                            "nud",
+                            "permanent",
+                        ],
+                    )?;
+                }
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// A child process killed on drop, its standard error in a file.
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    /// Its log.
+    pub log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// What it logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A scenario's running system.
+pub struct Lab {
+    /// The topology.
+    pub topology: Topology,
+    /// The manager.
+    pub manager: Proc,
+    /// Agents by device.
+    pub agents: BTreeMap<String, Proc>,
+    fleet_manager: PathBuf,
+    url: String,
+    ca: PathBuf,
+    token: PathBuf,
+}
+
+impl Lab {
+    /// Builds the topology, starts the manager and one agent per device, applies the
+    /// scenario's intent and inventory and waits until the commit is enforced.
+    pub fn start(scenario: &Scenario, work: &Path) -> Result<Lab> {
+        let (fleet_manager, vrouter) = binaries()?;
+        let inventory_path = scenario.dir.join(&scenario.inventory);
+        let text = std::fs::read_to_string(&inventory_path)
+            .with_context(|| format!("reading {}", inventory_path.display()))?;
+        let inventory: Inventory = serde_saphyr::from_str(&text)
+            .map_err(|e| anyhow!("{}: {e}", inventory_path.display()))?;
+        let topology = Topology::build(&inventory)?;
+        let log = work.join("manager.log");
+        let mut child = Command::new(&fleet_manager)
+            .args(["serve", "--data"])
+            .arg(work.join("data"))
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--no-http",
+                "--output",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        let manager = Proc { child, log };
+        let report: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|_| anyhow!("the manager did not start:\n{}", manager.log()))?;
+        let field = |k: &str| report[k].as_str().unwrap_or_default().to_string();
+        let mut lab = Lab {
+            topology,
+            manager,
+            agents: BTreeMap::new(),
+            fleet_manager,
+            url: field("grpc"),
+            ca: PathBuf::from(field("ca")),
+            token: PathBuf::from(field("admin_token_file")),
+        };
+        let devices: Vec<(String, String)> = lab
+            .topology
+            .ports
+            .iter()
+            .map(|(d, p)| (d.clone(), p.clone()))
+            .collect();
+        for (device, ports) in devices {
+            let token = lab.cli(&["token", "create", "--device", &device])?;
+            let log = work.join(format!("agent-{device}.log"));
+            let child = Command::new(&vrouter)
+                .args(["agent", "--manager", &lab.url, "--ca"])
+                .arg(&lab.ca)
+                .args(["--token", token.trim(), "--name", &device, "--state"])
+                .arg(work.join(format!("state-{device}")))
+                .args(["--ports", &ports, "--status-every", "1"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log)?)
+                .spawn()?;
+            lab.agents.insert(device, Proc { child, log });
+        }
+        let mut apply = vec!["apply".to_string()];
+        for p in &scenario.intent {
+            apply.push("-f".into());
+            apply.push(scenario.dir.join(p).display().to_string());
+        }
+        apply.push("-f".into());
+        apply.push(inventory_path.display().to_string());
+        let apply: Vec<&str> = apply.iter().map(String::as_str).collect();
+        lab.cli(&apply)?;
+        lab.cli(&["status", "--limit", "1", "--wait", "60"])
+            .map_err(|e| anyhow!("{e}\n{}", lab.logs()))?;
+        Ok(lab)
+    }
+
+    /// Runs a client command; its standard output.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.fleet_manager)
+            .args(args)
+            .args(["--server", &self.url, "--ca"])
+            .arg(&self.ca)
+            .arg("--token-file")
+            .arg(&self.token)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "fleet-manager {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Every process's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = format!("--- manager\n{}", self.manager.log());
+        for (d, a) in &self.agents {
+            out.push_str(&format!("--- agent {d}\n{}", a.log()));
+        }
+        out
+    }
+
+    fn host(&self, name: &str) -> Result<&Host> {
+        self.topology
+            .hosts
+            .get(name)
+            .ok_or_else(|| anyhow!("no workload `{name}` in the inventory"))
+    }
+
+    /// Runs one expectation's traffic: whether it got through (with its reply) and how
+    /// many packets the responder received meanwhile.
+    pub fn check(&self, e: &Expect) -> Result<(bool, u64)> {
+        let (from, to) = (self.host(&e.from)?, self.host(&e.to)?);
+        let dst = to.ip.to_string();
+        let before = rx_packets(&to.ns)?;
+        let passed = if let Some(port) = e.tcp {
+            let port = port.to_string();
+            let _listener = spawn_in(&to.ns, &["nc", "-l", "-k", &port])?;
+            std::thread::sleep(Duration::from_millis(200));
+            let before = rx_packets(&to.ns)?;
+            let ok = status_in(&from.ns, &["nc", "-z", "-w", "1", &dst, &port])?;
+            return Ok((ok, rx_packets(&to.ns)? - before));
+        } else if let Some(port) = e.udp {
+            let port = port.to_string();
+            let mut listener = spawn_in(&to.ns, &["nc", "-u", "-l", &port])?;
+            std::thread::sleep(Duration::from_millis(200));
+            let before = rx_packets(&to.ns)?;
+            let mut client = Command::new("ip")
+                .args([
+                    "netns", "exec", &from.ns, "nc", "-u", "-w", "1", &dst, &port,
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            {
+                use std::io::Write as _;
+                let mut stdin = client.stdin.take().expect("piped");
+                stdin.write_all(b"palisade\n")?;
+            }
+            let _ = client.wait();
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = listener.child.kill();
+            let out = listener.child.wait_with_output_lossy();
+            let received = out.contains("palisade");
+            return Ok((received, rx_packets(&to.ns)? - before));
+        } else {
+            status_in(&from.ns, &["ping", "-c", "1", "-W", "1", &dst])?
+        };
+        Ok((passed, rx_packets(&to.ns)? - before))
+    }
+}
+
+/// A listener in a namespace, killed on drop, its output captured.
+pub struct Listener {
+    child: Child,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+trait Lossy {
+    fn wait_with_output_lossy(&mut self) -> String;
+}
+
+impl Lossy for Child {
+    fn wait_with_output_lossy(&mut self) -> String {
+        use std::io::Read as _;
+        let _ = self.wait();
+        let mut s = String::new();
+        if let Some(out) = self.stdout.as_mut() {
+            let _ = out.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+fn spawn_in(ns: &str, args: &[&str]) -> Result<Listener> {
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {args:?} in {ns}"))?;
+    Ok(Listener { child })
+}
+
+fn status_in(ns: &str, args: &[&str]) -> Result<bool> {
+    Ok(Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {args:?} in {ns}"))?
+        .success())
+}
+
+/// Frames a namespace's `eth0` received so far.
+fn rx_packets(ns: &str) -> Result<u64> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "cat",
+            "/sys/class/net/eth0/statistics/rx_packets",
+        ])
+        .output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .with_context(|| format!("reading eth0's counters in {ns}"))
+}
+
+/// Waits until `f` holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
