@@ -391,9 +391,36 @@ pub struct Lab {
     /// Agents by device.
     pub agents: BTreeMap<String, Proc>,
     fleet_manager: PathBuf,
+    vrouter: PathBuf,
+    work: PathBuf,
+    port: u16,
     url: String,
     ca: PathBuf,
     token: PathBuf,
+}
+
+/// Starts `fleet-manager serve` on `work/data`; its start-up report.
+fn spawn_manager(bin: &Path, work: &Path, port: u16) -> Result<(Proc, serde_json::Value)> {
+    let log = work.join(format!(
+        "manager-{}.log",
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    ));
+    let mut child = Command::new(bin)
+        .args(["serve", "--data"])
+        .arg(work.join("data"))
+        .args(["--grpc-listen", &format!("127.0.0.1:{port}"), "--no-http"])
+        .args(["--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let manager = Proc { child, log };
+    let report: serde_json::Value = serde_json::from_str(&line)
+        .map_err(|_| anyhow!("the manager did not start:\n{}", manager.log()))?;
+    Ok((manager, report))
 }
 
 impl Lab {
@@ -407,32 +434,19 @@ impl Lab {
         let inventory: Inventory = serde_saphyr::from_str(&text)
             .map_err(|e| anyhow!("{}: {e}", inventory_path.display()))?;
         let topology = Topology::build(&inventory)?;
-        let log = work.join("manager.log");
-        let mut child = Command::new(&fleet_manager)
-            .args(["serve", "--data"])
-            .arg(work.join("data"))
-            .args([
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--no-http",
-                "--output",
-                "json",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        let manager = Proc { child, log };
-        let report: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|_| anyhow!("the manager did not start:\n{}", manager.log()))?;
+        let (manager, report) = spawn_manager(&fleet_manager, work, 0)?;
         let field = |k: &str| report[k].as_str().unwrap_or_default().to_string();
+        let url = field("grpc");
+        let port = url.rsplit(':').next().unwrap_or("0").parse().unwrap_or(0);
         let mut lab = Lab {
             topology,
             manager,
             agents: BTreeMap::new(),
             fleet_manager,
-            url: field("grpc"),
+            vrouter,
+            work: work.to_path_buf(),
+            port,
+            url,
             ca: PathBuf::from(field("ca")),
             token: PathBuf::from(field("admin_token_file")),
         };
@@ -442,19 +456,9 @@ impl Lab {
             .iter()
             .map(|(d, p)| (d.clone(), p.clone()))
             .collect();
-        for (device, ports) in devices {
+        for (device, _) in devices {
             let token = lab.cli(&["token", "create", "--device", &device])?;
-            let log = work.join(format!("agent-{device}.log"));
-            let child = Command::new(&vrouter)
-                .args(["agent", "--manager", &lab.url, "--ca"])
-                .arg(&lab.ca)
-                .args(["--token", token.trim(), "--name", &device, "--state"])
-                .arg(work.join(format!("state-{device}")))
-                .args(["--ports", &ports, "--status-every", "1"])
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log)?)
-                .spawn()?;
-            lab.agents.insert(device, Proc { child, log });
+            lab.start_agent(&device, Some(token.trim()))?;
         }
         let mut apply = vec!["apply".to_string()];
         for p in &scenario.intent {
@@ -465,9 +469,110 @@ impl Lab {
         apply.push(inventory_path.display().to_string());
         let apply: Vec<&str> = apply.iter().map(String::as_str).collect();
         lab.cli(&apply)?;
-        lab.cli(&["status", "--limit", "1", "--wait", "60"])
-            .map_err(|e| anyhow!("{e}\n{}", lab.logs()))?;
+        lab.wait_in_sync(Duration::from_secs(60))?;
         Ok(lab)
+    }
+
+    /// Starts (or restarts) the agent of `device`; without a token it must have enrolled.
+    pub fn start_agent(&mut self, device: &str, token: Option<&str>) -> Result<()> {
+        let ports = self
+            .topology
+            .ports
+            .get(device)
+            .ok_or_else(|| anyhow!("no device `{device}`"))?
+            .clone();
+        if let Some(mut old) = self.agents.remove(device) {
+            let _ = old.child.kill();
+            let _ = old.child.wait();
+        }
+        let log = self.work.join(format!(
+            "agent-{device}-{}.log",
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        ));
+        let mut cmd = Command::new(&self.vrouter);
+        cmd.args(["agent", "--manager", &self.url, "--ca"])
+            .arg(&self.ca)
+            .args(["--name", device, "--state"])
+            .arg(self.work.join(format!("state-{device}")))
+            .args(["--ports", &ports, "--status-every", "1"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?);
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        self.agents.insert(
+            device.to_string(),
+            Proc {
+                child: cmd.spawn()?,
+                log,
+            },
+        );
+        Ok(())
+    }
+
+    /// Kills the agent of `device` (SIGKILL).
+    pub fn kill_agent(&mut self, device: &str) {
+        if let Some(mut a) = self.agents.remove(device) {
+            let _ = a.child.kill();
+            let _ = a.child.wait();
+        }
+    }
+
+    /// Kills the manager (SIGKILL).
+    pub fn kill_manager(&mut self) {
+        let _ = self.manager.child.kill();
+        let _ = self.manager.child.wait();
+    }
+
+    /// Starts the manager again on its port and data.
+    pub fn restart_manager(&mut self) -> Result<()> {
+        self.kill_manager();
+        let (manager, _) = spawn_manager(&self.fleet_manager, &self.work, self.port)?;
+        self.manager = manager;
+        Ok(())
+    }
+
+    /// Applies files with `fleet-manager apply` and waits until the commit is enforced.
+    pub fn apply(&self, files: &[&Path]) -> Result<()> {
+        let mut args = vec!["apply".to_string()];
+        for f in files {
+            args.push("-f".into());
+            args.push(f.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cli(&args)?;
+        self.wait_in_sync(Duration::from_secs(60))
+    }
+
+    /// Waits until every device acknowledged the program the manager wants it to run
+    /// (an inventory file makes one commit per object, so "the latest commit" is not
+    /// enough).
+    pub fn wait_in_sync(&self, timeout: Duration) -> Result<()> {
+        let in_sync = || -> bool {
+            let Ok(out) = self.cli(&["devices", "--output", "json"]) else {
+                return false;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&out) else {
+                return false;
+            };
+            let devices = v["devices"].as_array().cloned().unwrap_or_default();
+            !devices.is_empty()
+                && devices.iter().all(|d| {
+                    d["connected"] == true
+                        && d["desiredHash"].is_string()
+                        && d["desiredHash"] == d["ackedHash"]
+                })
+        };
+        if wait_until(timeout, in_sync) {
+            Ok(())
+        } else {
+            bail!(
+                "the devices did not get in sync within {timeout:?}\n{}",
+                self.logs()
+            )
+        }
     }
 
     /// Runs a client command; its standard output.
