@@ -298,10 +298,6 @@ impl Topology {
                 &ns,
                 &["ip", "addr", "add", &format!("{ip}/8"), "dev", "eth0"],
             )?;
-            // A veth hands AF_PACKET readers TCP/UDP packets whose checksum the sender
-            // left to "the hardware"; forwarded as they are, the receiver would drop them.
-            // Workloads compute their own, as they would behind a real NIC.
-            in_ns(&ns, &["ethtool", "-K", "eth0", "tx", "off"])?;
             in_ns(&ns, &["ip", "link", "set", "eth0", "up"])?;
             in_ns(&ns, &["ip", "link", "set", "lo", "up"])?;
             sh(&["ip", "link", "set", &fb, "netns", &fabric])?;

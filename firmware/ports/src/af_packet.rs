@@ -95,12 +95,70 @@ impl AfPacketPort {
                 source,
             }
         })?;
+        set_option(&fd, libc::PACKET_AUXDATA, &1 as &libc::c_int).map_err(|source| PortError {
+            port: ifname.to_string(),
+            what: "PACKET_AUXDATA",
+            source,
+        })?;
         Ok(Self {
             name: ifname.to_string(),
             fd,
             stats: PortStats::default(),
         })
     }
+}
+
+/// Whether the kernel says the frame's transport checksum is not computed yet
+/// (`TP_STATUS_CSUMNOTREADY` in its `PACKET_AUXDATA`).
+fn checksum_not_ready(msg: &libc::msghdr) -> bool {
+    // SAFETY: `msg` was filled by `recvmsg`; the CMSG macros walk its control buffer within
+    // `msg_controllen`, and the data of a SOL_PACKET/PACKET_AUXDATA message is a
+    // `tpacket_auxdata`, read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_PACKET && (*cmsg).cmsg_type == libc::PACKET_AUXDATA {
+                let aux = libc::CMSG_DATA(cmsg)
+                    .cast::<libc::tpacket_auxdata>()
+                    .read_unaligned();
+                return aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    false
+}
+
+/// Computes a TCP or UDP checksum the sender left undone. Frames that are not unfragmented
+/// TCP or UDP over IP, or that are cut short, are left as they are.
+pub fn complete_checksum(frame: &mut [u8]) {
+    let Ok(parsed) = palisade_wire::parse_frame(frame) else {
+        return;
+    };
+    let Some(ip) = parsed.ip else { return };
+    if ip.fragment.is_some() {
+        return;
+    }
+    let field = match ip.protocol {
+        palisade_wire::IpProtocol::TCP => 16,
+        palisade_wire::IpProtocol::UDP => 6,
+        _ => return,
+    };
+    let end = parsed.l3_offset + ip.total_len;
+    if end > frame.len() || ip.l4_offset + field + 2 > end {
+        return;
+    }
+    frame[ip.l4_offset + field..ip.l4_offset + field + 2].fill(0);
+    let segment = &frame[ip.l4_offset..end];
+    let sum = palisade_wire::checksum::combine(&[
+        palisade_wire::checksum::pseudo_header(&ip.src, &ip.dst, ip.protocol, segment.len() as u32),
+        palisade_wire::checksum::data(segment),
+    ]);
+    let mut value = !sum;
+    if value == 0 && ip.protocol == palisade_wire::IpProtocol::UDP {
+        value = 0xffff;
+    }
+    frame[ip.l4_offset + field..ip.l4_offset + field + 2].copy_from_slice(&value.to_be_bytes());
 }
 
 fn set_option<T>(fd: &OwnedFd, option: libc::c_int, value: &T) -> io::Result<()> {
@@ -136,15 +194,28 @@ impl Port for AfPacketPort {
         while received < max {
             let mut buf = spare.pop().unwrap_or_default();
             buf.resize(MAX_FRAME, 0);
-            // SAFETY: `buf` is a live buffer of `buf.len()` writable bytes.
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast::<libc::c_void>(),
+                iov_len: buf.len(),
+            };
+            // Room for one `tpacket_auxdata` control message (u64s keep it aligned).
+            let mut control = [0u64; 8];
+            // SAFETY: an all-zero `msghdr` is a valid value of the plain C struct.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &raw mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast::<libc::c_void>();
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+            // SAFETY: `msg` points at `iov` (a live buffer of `buf.len()` writable bytes) and
+            // at `control`, both alive for the call.
             let n = unsafe {
-                libc::recv(
+                libc::recvmsg(
                     self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast::<libc::c_void>(),
-                    buf.len(),
+                    &raw mut msg,
                     libc::MSG_DONTWAIT | libc::MSG_TRUNC,
                 )
             };
+            let partial = n >= 0 && checksum_not_ready(&msg);
             if n < 0 {
                 spare.push(buf);
                 let err = io::Error::last_os_error();
@@ -164,6 +235,11 @@ impl Port for AfPacketPort {
                 continue;
             }
             buf.truncate(n);
+            if partial {
+                // The sender left the TCP/UDP checksum to "the hardware" (a veth, a local
+                // socket): complete it, or whoever gets the frame next drops it.
+                complete_checksum(&mut buf);
+            }
             self.stats.rx_frames += 1;
             self.stats.rx_bytes += n as u64;
             out.push(buf);
@@ -202,5 +278,72 @@ impl Port for AfPacketPort {
 
     fn stats(&self) -> PortStats {
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod checksum_tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use palisade_wire::{PacketBuilder, tcp, udp};
+
+    use super::complete_checksum;
+
+    fn built(v6: bool, is_udp: bool) -> Vec<u8> {
+        let mut buf = vec![0u8; 256];
+        let builder = if v6 {
+            PacketBuilder::ipv6(
+                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2),
+            )
+        } else {
+            PacketBuilder::ipv4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2))
+        };
+        let builder = if is_udp {
+            builder.udp(udp::Repr {
+                src_port: 5353,
+                dst_port: 53,
+                payload: b"palisade",
+            })
+        } else {
+            builder.tcp(tcp::Repr {
+                src_port: 40000,
+                dst_port: 8080,
+                flags: tcp::Flags::SYN,
+                payload: b"palisade",
+                ..Default::default()
+            })
+        };
+        let n = builder.emit(&mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn a_checksum_left_to_the_hardware_is_completed() {
+        for v6 in [false, true] {
+            for is_udp in [false, true] {
+                let good = built(v6, is_udp);
+                let parsed = palisade_wire::parse_frame(&good).unwrap().ip.unwrap();
+                let field = parsed.l4_offset + if is_udp { 6 } else { 16 };
+                let mut partial = good.clone();
+                // What a sender with checksum offload leaves: some partial sum.
+                partial[field..field + 2].copy_from_slice(&[0x12, 0x34]);
+                complete_checksum(&mut partial);
+                assert_eq!(partial, good, "v6 {v6} udp {is_udp}");
+            }
+        }
+    }
+
+    #[test]
+    fn other_frames_are_left_alone() {
+        let mut short = built(false, false);
+        short.truncate(30);
+        let before = short.clone();
+        complete_checksum(&mut short);
+        assert_eq!(short, before);
+        let mut garbage = vec![0xffu8; 60];
+        complete_checksum(&mut garbage);
+        assert_eq!(garbage, vec![0xffu8; 60]);
     }
 }
