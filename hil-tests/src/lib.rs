@@ -13,7 +13,8 @@
 //! Each workload is a namespace with one interface holding its inventory address; the
 //! agent of its device joins the workload's veth to a fabric veth (a bump in the wire);
 //! every fabric veth ends on one bridge in the fabric namespace, so all workloads share
-//! one L2 segment and only the agents stand between them. Neighbour entries are static and
+//! one L2 segment and only the agents stand between them. Neighbour and bridge forwarding
+//! entries are static and
 //! IPv6 is off on every test interface, so the only frames on the wire are the test's: a
 //! denied connection is checked to deliver no packet at all (the responder's receive
 //! counter does not move). Everything the harness creates is removed when it ends; nothing
@@ -54,6 +55,10 @@ pub struct Scenario {
     pub inventory: PathBuf,
     /// Policy files or directories (rule language, YAML, JSON).
     pub intent: Vec<PathBuf>,
+    /// L7 services (names `redirect` rules use): each device gets a port per service, and
+    /// the harness runs an inspection service on it that sends every frame back.
+    #[serde(default)]
+    pub services: Vec<String>,
     /// What must be allowed and denied.
     pub expect: Vec<Expect>,
     /// Where the file is (paths are relative to it).
@@ -80,6 +85,9 @@ pub struct Expect {
     pub icmp: Option<bool>,
     /// Whether it must get through (with its reply).
     pub allow: bool,
+    /// The L7 service it must pass through.
+    #[serde(default)]
+    pub via: Option<String>,
 }
 
 impl Expect {
@@ -228,6 +236,8 @@ pub struct Topology {
     pub hosts: BTreeMap<String, Host>,
     /// Per device, its `--ports` value.
     pub ports: BTreeMap<String, String>,
+    /// Per device, its services: (name, the agent's interface, the service's interface).
+    pub services: BTreeMap<String, Vec<(String, String, String)>>,
     namespaces: Vec<String>,
     links: Vec<String>,
 }
@@ -245,17 +255,30 @@ impl Drop for Topology {
 
 impl Topology {
     /// Builds the namespaces, veths and bridge for `inventory`'s workloads.
-    pub fn build(inventory: &Inventory) -> Result<Topology> {
+    pub fn build(inventory: &Inventory, services: &[String]) -> Result<Topology> {
         let id = format!("{:04}", std::process::id() % 10000);
         let mut t = Topology {
             hosts: BTreeMap::new(),
             ports: BTreeMap::new(),
+            services: BTreeMap::new(),
             namespaces: Vec::new(),
             links: Vec::new(),
         };
         let fabric = format!("pf{id}");
         sh(&["ip", "netns", "add", &fabric])?;
         t.namespaces.push(fabric.clone());
+        // IPv6 off before any interface comes up: a bridge with a link-local address
+        // solicits routers for seconds, and those frames would reach the workloads.
+        for key in ["all", "default"] {
+            in_ns(
+                &fabric,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+                ],
+            )?;
+        }
         in_ns(&fabric, &["ip", "link", "add", "br0", "type", "bridge"])?;
         in_ns(&fabric, &["ip", "link", "set", "br0", "up"])?;
         let mut macs = BTreeMap::new();
@@ -273,6 +296,16 @@ impl Topology {
             let name = format!("{}/{}", w.project, w.name);
             let ns = format!("pw{id}-{k}");
             sh(&["ip", "netns", "add", &ns])?;
+            for key in ["all", "default"] {
+                in_ns(
+                    &ns,
+                    &[
+                        "sysctl",
+                        "-qw",
+                        &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+                    ],
+                )?;
+            }
             t.namespaces.push(ns.clone());
             let (wa, wb) = (format!("h{id}w{k}a"), format!("h{id}w{k}b"));
             let (fa, fb) = (format!("h{id}f{k}a"), format!("h{id}f{k}b"));
@@ -292,7 +325,6 @@ impl Topology {
             );
             sh(&["ip", "link", "set", &wa, "netns", &ns])?;
             in_ns(&ns, &["ip", "link", "set", &wa, "name", "eth0"])?;
-            in_ns(&ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
             in_ns(&ns, &["ip", "link", "set", "eth0", "address", &mac])?;
             in_ns(
                 &ns,
@@ -303,6 +335,14 @@ impl Topology {
             sh(&["ip", "link", "set", &fb, "netns", &fabric])?;
             in_ns(&fabric, &["ip", "link", "set", &fb, "master", "br0"])?;
             in_ns(&fabric, &["ip", "link", "set", &fb, "up"])?;
+            // Static forwarding entries too: the bridge never floods a frame to every
+            // device (a device with several links would see it once per link).
+            in_ns(
+                &fabric,
+                &[
+                    "bridge", "fdb", "replace", &mac, "dev", &fb, "master", "static",
+                ],
+            )?;
             for l in [&wb, &fa] {
                 sh(&[
                     "sysctl",
@@ -326,10 +366,26 @@ impl Topology {
                 },
             );
         }
-        in_ns(
-            &fabric,
-            &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
-        )?;
+        let devices: Vec<String> = t.ports.keys().cloned().collect();
+        for (d, device) in devices.iter().enumerate() {
+            for (j, service) in services.iter().enumerate() {
+                let (a, b) = (format!("h{id}s{d}x{j}a"), format!("h{id}s{d}x{j}b"));
+                sh(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b])?;
+                t.links.push(a.clone());
+                for l in [&a, &b] {
+                    sh(&[
+                        "sysctl",
+                        "-qw",
+                        &format!("net.ipv6.conf.{l}.disable_ipv6=1"),
+                    ])?;
+                    sh(&["ip", "link", "set", l, "up"])?;
+                }
+                t.services
+                    .entry(device.clone())
+                    .or_default()
+                    .push((service.clone(), a, b));
+            }
+        }
         // Static neighbours: no ARP, so every frame on the wire is the test's.
         for h in t.hosts.values() {
             for (ip, mac) in &macs {
@@ -382,6 +438,8 @@ impl Proc {
 pub struct Lab {
     /// The topology.
     pub topology: Topology,
+    /// The inspection services.
+    pub inspectors: Vec<Inspector>,
     /// The manager.
     pub manager: Proc,
     /// Agents by device.
@@ -429,13 +487,20 @@ impl Lab {
             .with_context(|| format!("reading {}", inventory_path.display()))?;
         let inventory: Inventory = serde_saphyr::from_str(&text)
             .map_err(|e| anyhow!("{}: {e}", inventory_path.display()))?;
-        let topology = Topology::build(&inventory)?;
+        let topology = Topology::build(&inventory, &scenario.services)?;
+        let mut inspectors = Vec::new();
+        for list in topology.services.values() {
+            for (name, _, service_end) in list {
+                inspectors.push(Inspector::start(name, service_end)?);
+            }
+        }
         let (manager, report) = spawn_manager(&fleet_manager, work, 0)?;
         let field = |k: &str| report[k].as_str().unwrap_or_default().to_string();
         let url = field("grpc");
         let port = url.rsplit(':').next().unwrap_or("0").parse().unwrap_or(0);
         let mut lab = Lab {
             topology,
+            inspectors,
             manager,
             agents: BTreeMap::new(),
             fleet_manager,
@@ -497,6 +562,9 @@ impl Lab {
             .stderr(std::fs::File::create(&log)?);
         if let Some(t) = token {
             cmd.args(["--token", t]);
+        }
+        for (name, agent_end, _) in self.topology.services.get(device).into_iter().flatten() {
+            cmd.args(["--service", &format!("{name}={agent_end}")]);
         }
         self.agents.insert(
             device.to_string(),
@@ -609,6 +677,25 @@ impl Lab {
     /// Runs one expectation's traffic: whether it got through (with its reply) and how
     /// many packets the responder received meanwhile.
     pub fn check(&self, e: &Expect) -> Result<(bool, u64)> {
+        let seen_before = self.inspected(e.via.as_deref());
+        let (passed, packets) = self.traffic(e)?;
+        if e.via.is_some() && passed && self.inspected(e.via.as_deref()) == seen_before {
+            // It got through without the service it must pass.
+            return Ok((false, packets));
+        }
+        Ok((passed, packets))
+    }
+
+    /// Frames the inspection services named `via` have seen.
+    fn inspected(&self, via: Option<&str>) -> u64 {
+        self.inspectors
+            .iter()
+            .filter(|i| Some(i.name.as_str()) == via)
+            .map(Inspector::frames)
+            .sum()
+    }
+
+    fn traffic(&self, e: &Expect) -> Result<(bool, u64)> {
         let (from, to) = (self.host(&e.from)?, self.host(&e.to)?);
         let dst = to.ip.to_string();
         let before = rx_packets(&to.ns)?;
@@ -728,4 +815,60 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     true
+}
+
+/// An inspection service: sends back every frame it gets on its interface, counting them
+/// (a stand-in for an L7 firewall that passes what it inspects).
+pub struct Inspector {
+    /// The service name.
+    pub name: String,
+    frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Inspector {
+    fn start(name: &str, iface: &str) -> Result<Inspector> {
+        use palisade_ports::Port as _;
+        use std::sync::atomic::Ordering;
+        let mut port = palisade_ports::AfPacketPort::open(iface)?;
+        let frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (frames, stop) = (std::sync::Arc::clone(&frames), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let (mut rx, mut spare) = (Vec::new(), Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    rx.clear();
+                    match port.recv(32, &mut rx, &mut spare) {
+                        Ok(0) | Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                        Ok(n) => {
+                            frames.fetch_add(n as u64, Ordering::Relaxed);
+                            let _ = port.send(&mut rx, &mut spare);
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Inspector {
+            name: name.to_string(),
+            frames,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Frames seen so far.
+    pub fn frames(&self) -> u64 {
+        self.frames.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Inspector {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

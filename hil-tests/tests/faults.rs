@@ -16,6 +16,7 @@ fn tcp(from: &str, to: &str, port: u16, allow: bool) -> Expect {
         udp: None,
         icmp: None,
         allow,
+        via: None,
     }
 }
 

@@ -78,6 +78,7 @@ fn a_label_change_cuts_a_live_connection_it_now_denies() {
         udp: None,
         icmp: None,
         allow: true,
+        via: None,
     };
     assert!(lab.check(&new).unwrap().0, "{}", lab.logs());
     drop(to_app);

@@ -3,9 +3,10 @@
 //!
 //! The vRouter is a bump in the wire: each link joins two ports, and a frame received on one
 //! is sent out of the other when the program allows it. A frame redirected to an L7 service
-//! goes out of the service's port; frames the service sends back are forwarded by
-//! destination MAC (learned from the links' traffic), flooding the links' ports when the MAC
-//! is unknown. Mirrored frames are copied to the mirror's port.
+//! goes out of the service's port; a frame the service sends back goes where the frame it
+//! came from would have gone (remembered by its MAC pair), else by destination MAC (learned
+//! from the links' traffic), else to every link port. Mirrored frames are copied to the
+//! mirror's port.
 
 use std::collections::HashMap;
 
@@ -13,6 +14,17 @@ use anyhow::{Result, anyhow, bail};
 use palisade_dataplane::pipeline::{Disposition, Pipeline};
 use palisade_dataplane::session::NullSink;
 use palisade_ports::Port;
+
+/// Most remembered (source, destination) MAC pairs of redirected frames.
+const MAX_REDIRECTED: usize = 65_536;
+
+/// A frame's (source, destination) MAC addresses.
+fn mac_pair(frame: &[u8]) -> Option<([u8; 6], [u8; 6])> {
+    Some((
+        frame.get(6..12)?.try_into().ok()?,
+        frame.get(0..6)?.try_into().ok()?,
+    ))
+}
 
 /// Where frames received on each port may go, by port index.
 pub struct Topology {
@@ -80,6 +92,8 @@ pub struct Forwarder {
     topology: Topology,
     pipeline: Pipeline,
     macs: HashMap<[u8; 6], usize>,
+    /// Where frames handed to a service were going, by (source, destination) MAC.
+    redirected: HashMap<([u8; 6], [u8; 6]), usize>,
     spare: Vec<Vec<u8>>,
     rx: Vec<Vec<u8>>,
     tx: Vec<Vec<Vec<u8>>>,
@@ -95,6 +109,7 @@ impl Forwarder {
             topology,
             pipeline,
             macs: HashMap::new(),
+            redirected: HashMap::new(),
             spare: Vec::new(),
             rx: Vec::new(),
             tx: vec![Vec::new(); n],
@@ -126,11 +141,16 @@ impl Forwarder {
                 }
             }
             if self.topology.service_ports[i] {
-                // Back from an L7 service: already judged; forward by destination MAC.
+                // Back from an L7 service: already judged; on to where it was going.
                 for f in self.rx.drain(..) {
-                    let dst: Option<[u8; 6]> = f.get(0..6).and_then(|d| d.try_into().ok());
-                    match dst.and_then(|d| self.macs.get(&d)) {
-                        Some(&out) => self.tx[out].push(f),
+                    let out = mac_pair(&f).and_then(|(src, dst)| {
+                        self.redirected
+                            .get(&(src, dst))
+                            .or_else(|| self.macs.get(&dst))
+                            .copied()
+                    });
+                    match out {
+                        Some(out) => self.tx[out].push(f),
                         None => {
                             for &out in &self.topology.link_ports {
                                 self.tx[out].push(f.clone());
@@ -154,6 +174,13 @@ impl Forwarder {
                 let out = match &outcome.disposition {
                     Disposition::Forward => self.topology.peer[i],
                     Disposition::Redirect(service) => {
+                        if let (Some(peer), Some(pair)) = (self.topology.peer[i], mac_pair(&frame))
+                        {
+                            if self.redirected.len() >= MAX_REDIRECTED {
+                                self.redirected.clear();
+                            }
+                            self.redirected.insert(pair, peer);
+                        }
                         self.topology.services.get(service.as_ref()).copied()
                     }
                     Disposition::Drop(_) => None,

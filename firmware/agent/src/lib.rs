@@ -582,6 +582,20 @@ async fn control(agent: Agent) -> Result<()> {
     }
 }
 
+/// The ports an agent runs on and how frames move between them.
+#[derive(Default)]
+pub struct Wiring {
+    /// The ports.
+    pub ports: Vec<Box<dyn Port>>,
+    /// Pairs of port names: a frame received on one goes out of the other when allowed.
+    pub links: Vec<[String; 2]>,
+    /// L7 services (a `redirect` rule's name) -> the port it is reached through; frames
+    /// the service sends back are forwarded by destination MAC.
+    pub services: std::collections::HashMap<String, String>,
+    /// Mirror destinations (a `mirror` rule's name) -> port.
+    pub mirrors: std::collections::HashMap<String, String>,
+}
+
 /// A running agent.
 pub struct Running {
     engine: Arc<Engine>,
@@ -656,15 +670,16 @@ impl Running {
     }
 }
 
-/// Starts an agent on `ports` joined by `links` (port names), inside the current tokio
-/// runtime: it restores the program in its state directory (or drops everything until
+/// Starts an agent on its [`Wiring`], inside the current tokio runtime: it restores the program in its state directory (or drops everything until
 /// the first program), starts the dataplane thread, then enrolls if it must and follows
 /// the manager.
-pub fn start(
-    settings: Settings,
-    ports: Vec<Box<dyn Port>>,
-    links: Vec<[String; 2]>,
-) -> Result<Running> {
+pub fn start(settings: Settings, wiring: Wiring) -> Result<Running> {
+    let Wiring {
+        ports,
+        links,
+        services,
+        mirrors,
+    } = wiring;
     let state = State::open(&settings.state)?;
     let profile = Arc::clone(&settings.profile);
     let stored = match state.program() {
@@ -709,7 +724,7 @@ pub fn start(
     }
     let names: Vec<String> = ports.iter().map(|p| p.name().to_string()).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let topology = Topology::new(&names, &links, &Default::default(), &Default::default())?;
+    let topology = Topology::new(&names, &links, &services, &mirrors)?;
     let pipeline = Pipeline::new(PipelineConfig::default(), Arc::clone(&slot));
     let forwarder = Forwarder::new(ports, topology, pipeline);
     let engine = Arc::new(Engine {

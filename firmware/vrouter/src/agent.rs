@@ -11,17 +11,20 @@
 //! profile: sim-large              # a built-in hw-profile or a profile file
 //! ports: af_packet:veth-web/eth1  # or `memory` (the default)
 //! status_every: 10                # seconds between status reports
+//! services: {ids: veth-ids}       # `redirect ids` rules hand connections to this port
+//! mirrors: {tap: veth-tap}        # `mirror tap` rules copy frames to this port
 //! ```
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use palisade_agent::Settings;
+use palisade_agent::{Settings, Wiring};
 use palisade_hw_profiles::Profile;
-use palisade_ports::{AfPacketPort, Port, memory_pair};
+use palisade_ports::{AfPacketPort, memory_pair};
 use serde::Deserialize;
 
 /// Arguments of `vrouter agent`.
@@ -59,6 +62,13 @@ pub struct Args {
     /// Seconds between status reports to the manager [default: 10].
     #[arg(long)]
     status_every: Option<f64>,
+    /// An L7 service as `NAME=IFACE` (repeatable): connections a `redirect NAME` rule allows
+    /// go out of IFACE, and what comes back is forwarded by destination MAC.
+    #[arg(long = "service", value_name = "NAME=IFACE")]
+    services: Vec<String>,
+    /// A mirror destination as `NAME=IFACE` (repeatable), for `mirror NAME` rules.
+    #[arg(long = "mirror", value_name = "NAME=IFACE")]
+    mirrors: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -73,6 +83,10 @@ struct FileConfig {
     profile: Option<String>,
     ports: Option<String>,
     status_every: Option<f64>,
+    #[serde(default)]
+    services: HashMap<String, String>,
+    #[serde(default)]
+    mirrors: HashMap<String, String>,
 }
 
 /// The ports to run on.
@@ -120,6 +134,28 @@ pub struct Config {
     profile: String,
     ports: PortsSpec,
     status_every: Duration,
+    services: HashMap<String, String>,
+    mirrors: HashMap<String, String>,
+}
+
+/// `NAME=IFACE` pairs from flags over those of the file (a flag replaces the file's entry
+/// of the same name).
+fn named(
+    flags: &[String],
+    file: HashMap<String, String>,
+    what: &str,
+) -> Result<HashMap<String, String>> {
+    let mut out = file;
+    for f in flags {
+        let Some((name, iface)) = f.split_once('=') else {
+            bail!("--{what} `{f}`: expected NAME=IFACE");
+        };
+        if name.is_empty() || iface.is_empty() {
+            bail!("--{what} `{f}`: expected NAME=IFACE");
+        }
+        out.insert(name.to_string(), iface.to_string());
+    }
+    Ok(out)
 }
 
 fn resolve(args: &Args) -> Result<Config> {
@@ -192,6 +228,8 @@ fn resolve(args: &Args) -> Result<Config> {
             .unwrap_or_else(|| "sim-large".into()),
         ports,
         status_every: Duration::from_secs_f64(status_every),
+        services: named(&args.services, file.services, "service")?,
+        mirrors: named(&args.mirrors, file.mirrors, "mirror")?,
     })
 }
 
@@ -202,31 +240,41 @@ fn read_token(path: &Path) -> Result<String> {
         .to_string())
 }
 
-/// Opened ports and the links between them (by name).
-type OpenedPorts = (Vec<Box<dyn Port>>, Vec<[String; 2]>);
-
-fn open_ports(spec: &PortsSpec) -> Result<OpenedPorts> {
+/// The ports of `spec`, plus one AF_PACKET port per service and mirror interface.
+fn open_ports(
+    spec: &PortsSpec,
+    services: &HashMap<String, String>,
+    mirrors: &HashMap<String, String>,
+) -> Result<Wiring> {
+    let mut wiring = Wiring::default();
     match spec {
         PortsSpec::Memory => {
             // The far ends are where a test or demo would inject traffic; unused here.
             let (workload, _) = memory_pair("workload", "workload-peer", 4096);
             let (fabric, _) = memory_pair("fabric", "fabric-peer", 4096);
-            Ok((
-                vec![Box::new(workload), Box::new(fabric)],
-                vec![["workload".into(), "fabric".into()]],
-            ))
+            wiring.ports = vec![Box::new(workload), Box::new(fabric)];
+            wiring.links = vec![["workload".into(), "fabric".into()]];
         }
         PortsSpec::AfPacket(pairs) => {
-            let mut ports: Vec<Box<dyn Port>> = Vec::new();
-            let mut links = Vec::new();
             for (w, f) in pairs {
-                ports.push(Box::new(AfPacketPort::open(w)?));
-                ports.push(Box::new(AfPacketPort::open(f)?));
-                links.push([w.clone(), f.clone()]);
+                wiring.ports.push(Box::new(AfPacketPort::open(w)?));
+                wiring.ports.push(Box::new(AfPacketPort::open(f)?));
+                wiring.links.push([w.clone(), f.clone()]);
             }
-            Ok((ports, links))
         }
     }
+    let mut extra: Vec<&String> = services.values().chain(mirrors.values()).collect();
+    extra.sort();
+    extra.dedup();
+    for iface in extra {
+        if wiring.ports.iter().any(|p| p.name() == iface) {
+            bail!("`{iface}` is a link port; a service or mirror needs a port of its own");
+        }
+        wiring.ports.push(Box::new(AfPacketPort::open(iface)?));
+    }
+    wiring.services = services.clone();
+    wiring.mirrors = mirrors.clone();
+    Ok(wiring)
 }
 
 async fn stopped() {
@@ -257,14 +305,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         profile: Arc::new(load_profile(&config.profile)?),
         status_every: config.status_every,
     };
-    let (ports, links) = open_ports(&config.ports)?;
+    let wiring = open_ports(&config.ports, &config.services, &config.mirrors)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
-        let mut agent = palisade_agent::start(settings, ports, links)?;
+        let mut agent = palisade_agent::start(settings, wiring)?;
         let result = tokio::select! {
             r = agent.finished() => r,
             () = stopped() => {

@@ -424,8 +424,11 @@ async fn demo(args: &Args, data: &std::path::Path) -> Result<ExitCode> {
                 profile: Arc::clone(&profile),
                 status_every: Duration::from_secs(2),
             },
-            vec![Box::new(w) as Box<dyn Port>, Box::new(f)],
-            vec![["workload".into(), "fabric".into()]],
+            palisade_agent::Wiring {
+                ports: vec![Box::new(w) as Box<dyn Port>, Box::new(f)],
+                links: vec![["workload".into(), "fabric".into()]],
+                ..Default::default()
+            },
         )?);
     }
 
