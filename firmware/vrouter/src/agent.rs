@@ -336,6 +336,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn service_flags_override_the_file_by_name() {
+        let file: HashMap<String, String> =
+            [("ids".to_string(), "a".to_string()), ("waf".into(), "b".into())].into();
+        let got = named(&["ids=veth-ids".into()], file, "service").unwrap();
+        assert_eq!(got["ids"], "veth-ids");
+        assert_eq!(got["waf"], "b");
+        for bad in ["ids", "=x", "ids="] {
+            let e = named(&[bad.into()], HashMap::new(), "service").unwrap_err();
+            assert!(e.to_string().contains("NAME=IFACE"), "{e}");
+        }
+    }
+
+    #[test]
     fn ports_spec_parses_and_explains() {
         assert_eq!("memory".parse::<PortsSpec>().unwrap(), PortsSpec::Memory);
         assert_eq!(
