@@ -112,6 +112,20 @@ struct Engine {
 }
 
 impl Engine {
+    fn placement(&self) -> Placement {
+        self.placement
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn applied(&self) -> Option<Arc<DeviceProgram>> {
         self.applied
             .lock()
@@ -360,12 +374,7 @@ impl Agent {
         // Say again what runs here: an acknowledgement lost with a manager that died before
         // recording it would otherwise leave its commit pending for ever.
         if let Some(p) = &applied {
-            let placement = self
-                .engine
-                .placement
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let placement = self.engine.placement();
             client
                 .ack(AckRequest {
                     generation: p.generation(),
@@ -418,25 +427,14 @@ impl Agent {
 
     fn status(&self) -> DeviceStatus {
         let applied = self.engine.applied();
-        let c = self
-            .engine
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let c = self.engine.counters();
         DeviceStatus {
             generation: applied.as_ref().map_or(0, |p| p.generation()),
             hash: applied
                 .as_ref()
                 .map(|p| p.hash().0.to_vec())
                 .unwrap_or_default(),
-            placement: Some(
-                self.engine
-                    .placement
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone(),
-            ),
+            placement: Some(self.engine.placement()),
             sessions: c.sessions,
             packets: c.packets,
             dropped: c.dropped,
@@ -629,18 +627,8 @@ impl Running {
     /// What it enforces now and its counters (refreshed twice a second).
     pub fn snapshot(&self) -> Snapshot {
         let applied = self.engine.applied();
-        let placement = self
-            .engine
-            .placement
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let c = self
-            .engine
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let placement = self.engine.placement();
+        let c = self.engine.counters();
         Snapshot {
             generation: applied.as_ref().map_or(0, |p| p.generation()),
             hash: applied.as_ref().map(|p| p.hash()),

@@ -337,8 +337,11 @@ mod tests {
 
     #[test]
     fn service_flags_override_the_file_by_name() {
-        let file: HashMap<String, String> =
-            [("ids".to_string(), "a".to_string()), ("waf".into(), "b".into())].into();
+        let file: HashMap<String, String> = [
+            ("ids".to_string(), "a".to_string()),
+            ("waf".into(), "b".into()),
+        ]
+        .into();
         let got = named(&["ids=veth-ids".into()], file, "service").unwrap();
         assert_eq!(got["ids"], "veth-ids");
         assert_eq!(got["waf"], "b");

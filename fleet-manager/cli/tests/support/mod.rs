@@ -13,48 +13,10 @@ pub fn fleet_manager() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fleet-manager"))
 }
 
-fn newest_source(dir: &Path, newest: &mut SystemTime) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            if p.file_name().is_some_and(|n| n == "target" || n == "fuzz") {
-                continue;
-            }
-            newest_source(&p, newest);
-        } else if p
-            .extension()
-            .is_some_and(|x| x == "rs" || x == "proto" || x == "toml")
-            && let Ok(m) = e.metadata().and_then(|m| m.modified())
-        {
-            *newest = (*newest).max(m);
-        }
-    }
-}
-
 /// The `vrouter` binary beside it. `cargo test --workspace` builds it; a binary older than
 /// the sources it is built from fails the test instead of testing stale code.
 pub fn vrouter() -> PathBuf {
-    let bin = fleet_manager().with_file_name("vrouter");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p vrouter` (scripts/test.sh does)",
-        bin.display()
-    );
-    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut newest = SystemTime::UNIX_EPOCH;
-    for dir in ["firmware", "lib", "hw-profiles"] {
-        newest_source(&root.join(dir), &mut newest);
-    }
-    assert!(
-        built >= newest,
-        "{} is older than its sources: rebuild it with `cargo build -p vrouter`",
-        bin.display()
-    );
-    bin
+    palisade_hil::binaries().unwrap_or_else(|e| panic!("{e}")).1
 }
 
 /// The repository's examples.
