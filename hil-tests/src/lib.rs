@@ -167,7 +167,11 @@ fn newest_source(dir: &Path, newest: &mut SystemTime) {
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
-            if p.file_name().is_some_and(|n| n == "target" || n == "fuzz") {
+            // Tests, benchmarks and fuzz targets are not in the binaries.
+            if p.file_name().is_some_and(|n| {
+                ["target", "fuzz", "tests", "benches", "hil-tests"]
+                    .contains(&n.to_str().unwrap_or(""))
+            }) {
                 continue;
             }
             newest_source(&p, newest);
@@ -191,12 +195,19 @@ pub fn binaries() -> Result<(PathBuf, PathBuf)> {
         .and_then(Path::parent)
         .ok_or_else(|| anyhow!("no target directory above {}", exe.display()))?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut newest = SystemTime::UNIX_EPOCH;
-    for d in ["firmware", "lib", "hw-profiles", "fleet-manager"] {
-        newest_source(&root.join(d), &mut newest);
-    }
     let mut out = Vec::new();
-    for name in ["fleet-manager", "vrouter"] {
+    // What each binary is built from (the fleet manager's demo runs the agent too).
+    for (name, sources) in [
+        (
+            "fleet-manager",
+            &["firmware", "lib", "hw-profiles", "fleet-manager"][..],
+        ),
+        ("vrouter", &["firmware", "lib", "hw-profiles"][..]),
+    ] {
+        let mut newest = SystemTime::UNIX_EPOCH;
+        for d in sources {
+            newest_source(&root.join(d), &mut newest);
+        }
         let bin = dir.join(name);
         let built = std::fs::metadata(&bin)
             .and_then(|m| m.modified())

@@ -343,44 +343,40 @@ pub async fn apply(
         if dry_run {
             continue;
         }
-        let mut record = |kind: &str, scope: &str, obj: &str, change: pb::Change| {
-            changes.push(pb::ObjectChange {
-                kind: kind.into(),
-                scope: scope.into(),
-                name: obj.into(),
-                change: "applied".into(),
-                drafted: false,
-            });
-            commits.extend(change.commit);
-        };
-        for d in &inventory.devices {
-            let r = client
-                .put_device(palisade_server::convert::device_to_pb(d))
-                .await
-                .map_err(|s| refused(s).context(format!("{name}: device {}", d.name)))?;
-            record("Device", "inventory", &d.name, r.into_inner());
-        }
-        for p in &inventory.projects {
-            let r = client
-                .put_project(palisade_server::convert::project_to_pb(p))
-                .await
-                .map_err(|s| refused(s).context(format!("{name}: project {}", p.name)))?;
-            record("Project", "inventory", &p.name, r.into_inner());
-        }
-        for w in &inventory.workloads {
-            let r = client
-                .put_workload(palisade_server::convert::workload_to_pb(w))
-                .await
-                .map_err(|s| {
-                    refused(s).context(format!("{name}: workload {}/{}", w.project, w.name))
-                })?;
-            record(
-                "Workload",
-                &format!("project/{}", w.project),
-                &w.name,
-                r.into_inner(),
-            );
-        }
+        let change = client
+            .apply_inventory(pb::Inventory {
+                devices: inventory
+                    .devices
+                    .iter()
+                    .map(palisade_server::convert::device_to_pb)
+                    .collect(),
+                projects: inventory
+                    .projects
+                    .iter()
+                    .map(palisade_server::convert::project_to_pb)
+                    .collect(),
+                workloads: inventory
+                    .workloads
+                    .iter()
+                    .map(palisade_server::convert::workload_to_pb)
+                    .collect(),
+            })
+            .await
+            .map_err(|s| refused(s).context(name.clone()))?
+            .into_inner();
+        changes.push(pb::ObjectChange {
+            kind: "Inventory".into(),
+            scope: "inventory".into(),
+            name: format!(
+                "{name} ({} devices, {} projects, {} workloads)",
+                inventory.devices.len(),
+                inventory.projects.len(),
+                inventory.workloads.len()
+            ),
+            change: "applied".into(),
+            drafted: false,
+        });
+        commits.extend(change.commit);
     }
     match output {
         Output::Json => print_json(&pb::ApplyResponse {

@@ -450,29 +450,33 @@ async fn demo(args: &Args, data: &std::path::Path) -> Result<ExitCode> {
         .map_err(refused)?;
     let inventory: palisade_inventory::Inventory =
         serde_saphyr::from_str(INVENTORY).map_err(|e| anyhow!("the sample inventory: {e}"))?;
-    for d in &inventory.devices {
-        client
-            .put_device(palisade_server::convert::device_to_pb(d))
-            .await
-            .map_err(refused)?;
-    }
-    for p in &inventory.projects {
-        client
-            .put_project(palisade_server::convert::project_to_pb(p))
-            .await
-            .map_err(refused)?;
-    }
     for w in &inventory.workloads {
         for i in &w.interfaces {
             for a in &i.addresses {
                 fabric.home.insert(*a, i.device.clone());
             }
         }
-        client
-            .put_workload(palisade_server::convert::workload_to_pb(w))
-            .await
-            .map_err(refused)?;
     }
+    client
+        .apply_inventory(pb::Inventory {
+            devices: inventory
+                .devices
+                .iter()
+                .map(palisade_server::convert::device_to_pb)
+                .collect(),
+            projects: inventory
+                .projects
+                .iter()
+                .map(palisade_server::convert::project_to_pb)
+                .collect(),
+            workloads: inventory
+                .workloads
+                .iter()
+                .map(palisade_server::convert::workload_to_pb)
+                .collect(),
+        })
+        .await
+        .map_err(refused)?;
     let commit = wait_enforced(&mut client, Duration::from_secs(30)).await?;
 
     let mut expected = Vec::new();

@@ -800,6 +800,47 @@ impl Fleet {
         })
     }
 
+    /// Creates or replaces devices, projects and workloads in one commit (a whole inventory
+    /// file at once); nothing else is removed.
+    pub fn apply_inventory(
+        &mut self,
+        devices: Vec<Device>,
+        projects: Vec<Project>,
+        workloads: Vec<Workload>,
+    ) -> Result<(CommitRecord, Effects), FleetError> {
+        let summary = format!(
+            "inventory applied: {} devices, {} projects, {} workloads",
+            devices.len(),
+            projects.len(),
+            workloads.len()
+        );
+        self.change_inventory(summary, |inv| {
+            for device in devices {
+                match inv.devices.iter_mut().find(|d| d.name == device.name) {
+                    Some(d) => *d = device,
+                    None => inv.devices.push(device),
+                }
+            }
+            for project in projects {
+                match inv.projects.iter_mut().find(|p| p.name == project.name) {
+                    Some(p) => *p = project,
+                    None => inv.projects.push(project),
+                }
+            }
+            for workload in workloads {
+                match inv
+                    .workloads
+                    .iter_mut()
+                    .find(|w| w.project == workload.project && w.name == workload.name)
+                {
+                    Some(w) => *w = workload,
+                    None => inv.workloads.push(workload),
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Deletes a device that no interface is placed on.
     pub fn delete_device(&mut self, name: &str) -> Result<(CommitRecord, Effects), FleetError> {
         self.change_inventory(format!("device {name} deleted"), |inv| {

@@ -210,6 +210,36 @@ impl Orchestrator for OrchestratorService {
         }))
     }
 
+    async fn apply_inventory(
+        &self,
+        request: Request<pb::Inventory>,
+    ) -> Result<Response<pb::Change>, Status> {
+        self.core.admin(&request)?;
+        let inv = request.into_inner();
+        let at =
+            |what: &str, i: usize, e: String| Status::invalid_argument(format!("{what}[{i}]: {e}"));
+        let mut devices = Vec::new();
+        for (i, d) in inv.devices.iter().enumerate() {
+            let device = device_from_pb(d).map_err(|e| at("devices", i, e))?;
+            crate::fleet::check_name(&device.name).map_err(|e| at("devices", i, e.to_string()))?;
+            devices.push(device);
+        }
+        let projects = inv
+            .projects
+            .iter()
+            .enumerate()
+            .map(|(i, p)| project_from_pb(p).map_err(|e| at("projects", i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let workloads = inv
+            .workloads
+            .iter()
+            .enumerate()
+            .map(|(i, w)| workload_from_pb(w).map_err(|e| at("workloads", i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.inventory_change(move |f| f.apply_inventory(devices, projects, workloads))
+            .await
+    }
+
     async fn put_device(
         &self,
         request: Request<pb::Device>,

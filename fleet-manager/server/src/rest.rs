@@ -237,6 +237,15 @@ pub static ROUTES: &[Route] = &[
         unary!(get_inventory),
     ),
     Route::new(
+        Method::POST,
+        "/v1/inventory",
+        Rpc("ApplyInventory"),
+        Admin,
+        "Creates or replaces the devices, projects and workloads given, in one commit",
+        unary!(apply_inventory),
+    )
+    .with_body(),
+    Route::new(
         Method::PUT,
         "/v1/devices/{name}",
         Rpc("PutDevice"),

@@ -278,3 +278,55 @@ fn acknowledgements_in_one_batch_each_get_their_answer_and_survive_a_restart() {
         State::Enforced
     );
 }
+
+#[test]
+fn an_inventory_file_is_one_commit_and_a_refused_one_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fleet = open(dir.path(), FleetConfig::default());
+    fleet.apply(policies(), false).unwrap();
+    let inv = inventory();
+    let before = fleet.generation();
+    let (commit, _) = fleet
+        .apply_inventory(
+            inv.devices.clone(),
+            inv.projects.clone(),
+            inv.workloads.clone(),
+        )
+        .unwrap();
+    assert_eq!(
+        fleet.generation(),
+        before + 1,
+        "one commit for the whole file"
+    );
+    assert_eq!(commit.targets.len(), 2, "both DPUs got programs");
+    assert_eq!(fleet.inventory().workloads.len(), inv.workloads.len());
+
+    // A workload on a device nobody declared: refused, nothing recorded.
+    let mut bad = inv.workloads[0].clone();
+    bad.name = "stray".into();
+    bad.interfaces[0].device = "no-such-dpu".into();
+    let generation = fleet.generation();
+    let err = fleet
+        .apply_inventory(vec![], vec![], vec![bad])
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-dpu"), "{err}");
+    assert_eq!(fleet.generation(), generation);
+    assert!(
+        fleet
+            .inventory()
+            .workloads
+            .iter()
+            .all(|w| w.name != "stray")
+    );
+
+    // Applying the same file again replaces in place: no duplicates.
+    fleet
+        .apply_inventory(
+            inv.devices.clone(),
+            inv.projects.clone(),
+            inv.workloads.clone(),
+        )
+        .unwrap();
+    assert_eq!(fleet.inventory().workloads.len(), inv.workloads.len());
+    assert_eq!(fleet.inventory().devices.len(), inv.devices.len());
+}
