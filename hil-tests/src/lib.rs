@@ -16,8 +16,8 @@
 //! one L2 segment and only the agents stand between them. Neighbour and bridge forwarding
 //! entries are static and
 //! IPv6 is off on every test interface, so the only frames on the wire are the test's: a
-//! denied connection is checked to deliver no packet at all (the responder's receive
-//! counter does not move). Everything the harness creates is removed when it ends; nothing
+//! denied connection is checked to deliver no packet at all (the responder's TCP, UDP or
+//! ICMP receive counters do not move). Everything the harness creates is removed when it ends; nothing
 //! outside its namespaces gets an address.
 //!
 //! A scenario file (YAML; paths relative to it):
@@ -336,6 +336,9 @@ impl Topology {
             );
             sh(&["ip", "link", "set", &wa, "netns", &ns])?;
             in_ns(&ns, &["ip", "link", "set", &wa, "name", "eth0"])?;
+            // A veth made in the root namespace keeps its own IPv6 setting when moved: off
+            // here too, or it solicits routers that reach the other workloads.
+            in_ns(&ns, &["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"])?;
             in_ns(&ns, &["ip", "link", "set", "eth0", "address", &mac])?;
             in_ns(
                 &ns,
@@ -344,6 +347,14 @@ impl Topology {
             in_ns(&ns, &["ip", "link", "set", "eth0", "up"])?;
             in_ns(&ns, &["ip", "link", "set", "lo", "up"])?;
             sh(&["ip", "link", "set", &fb, "netns", &fabric])?;
+            in_ns(
+                &fabric,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{fb}.disable_ipv6=1"),
+                ],
+            )?;
             in_ns(&fabric, &["ip", "link", "set", &fb, "master", "br0"])?;
             in_ns(&fabric, &["ip", "link", "set", &fb, "up"])?;
             // Static forwarding entries too: the bridge never floods a frame to every
@@ -709,19 +720,20 @@ impl Lab {
     fn traffic(&self, e: &Expect) -> Result<(bool, u64)> {
         let (from, to) = (self.host(&e.from)?, self.host(&e.to)?);
         let dst = to.ip.to_string();
-        let before = rx_packets(&to.ns)?;
-        let passed = if let Some(port) = e.tcp {
+        if let Some(port) = e.tcp {
             let port = port.to_string();
             let _listener = spawn_in(&to.ns, &["nc", "-l", "-k", &port])?;
             std::thread::sleep(Duration::from_millis(200));
-            let before = rx_packets(&to.ns)?;
+            let before = received(&to.ns, "Tcp", &["InSegs"])?;
             let ok = status_in(&from.ns, &["nc", "-z", "-w", "1", &dst, &port])?;
-            return Ok((ok, rx_packets(&to.ns)? - before));
-        } else if let Some(port) = e.udp {
+            return Ok((ok, received(&to.ns, "Tcp", &["InSegs"])? - before));
+        }
+        if let Some(port) = e.udp {
+            let counters = ["InDatagrams", "NoPorts", "InErrors"];
             let port = port.to_string();
             let mut listener = spawn_in(&to.ns, &["nc", "-u", "-l", &port])?;
             std::thread::sleep(Duration::from_millis(200));
-            let before = rx_packets(&to.ns)?;
+            let before = received(&to.ns, "Udp", &counters)?;
             let mut client = Command::new("ip")
                 .args([
                     "netns", "exec", &from.ns, "nc", "-u", "-w", "1", &dst, &port,
@@ -739,12 +751,12 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(200));
             let _ = listener.child.kill();
             let out = listener.child.wait_with_output_lossy();
-            let received = out.contains("palisade");
-            return Ok((received, rx_packets(&to.ns)? - before));
-        } else {
-            status_in(&from.ns, &["ping", "-c", "1", "-W", "1", &dst])?
-        };
-        Ok((passed, rx_packets(&to.ns)? - before))
+            let got = out.contains("palisade");
+            return Ok((got, received(&to.ns, "Udp", &counters)? - before));
+        }
+        let before = received(&to.ns, "Icmp", &["InMsgs"])?;
+        let passed = status_in(&from.ns, &["ping", "-c", "1", "-W", "1", &dst])?;
+        Ok((passed, received(&to.ns, "Icmp", &["InMsgs"])? - before))
     }
 }
 
@@ -799,21 +811,28 @@ fn status_in(ns: &str, args: &[&str]) -> Result<bool> {
         .success())
 }
 
-/// Frames a namespace's `eth0` received so far.
-fn rx_packets(ns: &str) -> Result<u64> {
+/// What a namespace's IPv4 stack received of one protocol (`Tcp`, `Udp`, `Icmp`): the sum
+/// of the named counters of `/proc/net/snmp`. Only the test's own protocol counts, so
+/// nothing else on the wire can be mistaken for a leak.
+fn received(ns: &str, protocol: &str, counters: &[&str]) -> Result<u64> {
     let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "cat",
-            "/sys/class/net/eth0/statistics/rx_packets",
-        ])
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
         .output()?;
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .with_context(|| format!("reading eth0's counters in {ns}"))
+    let text = String::from_utf8_lossy(&out.stdout);
+    let prefix = format!("{protocol}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        bail!("no {protocol} counters in {ns}'s /proc/net/snmp");
+    };
+    let mut total = 0;
+    for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
+        if counters.contains(&name) {
+            total += value
+                .parse::<u64>()
+                .with_context(|| format!("{protocol} {name} in {ns}"))?;
+        }
+    }
+    Ok(total)
 }
 
 /// Waits until `f` holds or `timeout` passes.
