@@ -344,23 +344,7 @@ pub async fn apply(
             continue;
         }
         let change = client
-            .apply_inventory(pb::Inventory {
-                devices: inventory
-                    .devices
-                    .iter()
-                    .map(palisade_server::convert::device_to_pb)
-                    .collect(),
-                projects: inventory
-                    .projects
-                    .iter()
-                    .map(palisade_server::convert::project_to_pb)
-                    .collect(),
-                workloads: inventory
-                    .workloads
-                    .iter()
-                    .map(palisade_server::convert::workload_to_pb)
-                    .collect(),
-            })
+            .apply_inventory(palisade_server::convert::inventory_to_pb(&inventory))
             .await
             .map_err(|s| refused(s).context(name.clone()))?
             .into_inner();

@@ -458,23 +458,7 @@ async fn demo(args: &Args, data: &std::path::Path) -> Result<ExitCode> {
         }
     }
     client
-        .apply_inventory(pb::Inventory {
-            devices: inventory
-                .devices
-                .iter()
-                .map(palisade_server::convert::device_to_pb)
-                .collect(),
-            projects: inventory
-                .projects
-                .iter()
-                .map(palisade_server::convert::project_to_pb)
-                .collect(),
-            workloads: inventory
-                .workloads
-                .iter()
-                .map(palisade_server::convert::workload_to_pb)
-                .collect(),
-        })
+        .apply_inventory(palisade_server::convert::inventory_to_pb(&inventory))
         .await
         .map_err(refused)?;
     let commit = wait_enforced(&mut client, Duration::from_secs(30)).await?;

@@ -239,3 +239,12 @@ pub fn placement_from_pb(p: &control::Placement) -> PlacementSummary {
             .collect(),
     }
 }
+
+/// A whole inventory as its message.
+pub fn inventory_to_pb(inv: &palisade_inventory::Inventory) -> pb::Inventory {
+    pb::Inventory {
+        devices: inv.devices.iter().map(device_to_pb).collect(),
+        projects: inv.projects.iter().map(project_to_pb).collect(),
+        workloads: inv.workloads.iter().map(workload_to_pb).collect(),
+    }
+}

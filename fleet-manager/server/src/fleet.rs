@@ -791,13 +791,7 @@ impl Fleet {
     /// Creates or replaces a device.
     pub fn put_device(&mut self, device: Device) -> Result<(CommitRecord, Effects), FleetError> {
         let summary = format!("device {} put", device.name);
-        self.change_inventory(summary, |inv| {
-            match inv.devices.iter_mut().find(|d| d.name == device.name) {
-                Some(d) => *d = device,
-                None => inv.devices.push(device),
-            }
-            Ok(())
-        })
+        self.upsert(summary, vec![device], vec![], vec![])
     }
 
     /// Creates or replaces devices, projects and workloads in one commit (a whole inventory
@@ -814,28 +808,35 @@ impl Fleet {
             projects.len(),
             workloads.len()
         );
+        self.upsert(summary, devices, projects, workloads)
+    }
+
+    /// Creates or replaces devices (by name), projects (by name) and workloads (by project
+    /// and name) in one commit.
+    fn upsert(
+        &mut self,
+        summary: String,
+        devices: Vec<Device>,
+        projects: Vec<Project>,
+        workloads: Vec<Workload>,
+    ) -> Result<(CommitRecord, Effects), FleetError> {
+        fn put<T>(list: &mut Vec<T>, item: T, same: impl Fn(&T, &T) -> bool) {
+            match list.iter_mut().find(|x| same(x, &item)) {
+                Some(x) => *x = item,
+                None => list.push(item),
+            }
+        }
         self.change_inventory(summary, |inv| {
-            for device in devices {
-                match inv.devices.iter_mut().find(|d| d.name == device.name) {
-                    Some(d) => *d = device,
-                    None => inv.devices.push(device),
-                }
+            for d in devices {
+                put(&mut inv.devices, d, |a, b| a.name == b.name);
             }
-            for project in projects {
-                match inv.projects.iter_mut().find(|p| p.name == project.name) {
-                    Some(p) => *p = project,
-                    None => inv.projects.push(project),
-                }
+            for p in projects {
+                put(&mut inv.projects, p, |a, b| a.name == b.name);
             }
-            for workload in workloads {
-                match inv
-                    .workloads
-                    .iter_mut()
-                    .find(|w| w.project == workload.project && w.name == workload.name)
-                {
-                    Some(w) => *w = workload,
-                    None => inv.workloads.push(workload),
-                }
+            for w in workloads {
+                put(&mut inv.workloads, w, |a, b| {
+                    a.project == b.project && a.name == b.name
+                });
             }
             Ok(())
         })
@@ -858,13 +859,7 @@ impl Fleet {
     /// Creates or replaces a project.
     pub fn put_project(&mut self, project: Project) -> Result<(CommitRecord, Effects), FleetError> {
         let summary = format!("project {} put", project.name);
-        self.change_inventory(summary, |inv| {
-            match inv.projects.iter_mut().find(|p| p.name == project.name) {
-                Some(p) => *p = project,
-                None => inv.projects.push(project),
-            }
-            Ok(())
-        })
+        self.upsert(summary, vec![], vec![project], vec![])
     }
 
     /// Deletes a project that has no workloads.
@@ -887,17 +882,7 @@ impl Fleet {
         workload: Workload,
     ) -> Result<(CommitRecord, Effects), FleetError> {
         let summary = format!("workload {}/{} put", workload.project, workload.name);
-        self.change_inventory(summary, |inv| {
-            match inv
-                .workloads
-                .iter_mut()
-                .find(|w| w.name == workload.name && w.project == workload.project)
-            {
-                Some(w) => *w = workload,
-                None => inv.workloads.push(workload),
-            }
-            Ok(())
-        })
+        self.upsert(summary, vec![], vec![], vec![workload])
     }
 
     /// Deletes a workload.

@@ -202,12 +202,7 @@ impl Orchestrator for OrchestratorService {
     ) -> Result<Response<pb::Inventory>, Status> {
         self.core.caller(&request)?;
         let fleet = self.core.fleet.lock().expect("fleet lock");
-        let inv = fleet.inventory();
-        Ok(Response::new(pb::Inventory {
-            devices: inv.devices.iter().map(device_to_pb).collect(),
-            projects: inv.projects.iter().map(project_to_pb).collect(),
-            workloads: inv.workloads.iter().map(workload_to_pb).collect(),
-        }))
+        Ok(Response::new(inventory_to_pb(fleet.inventory())))
     }
 
     async fn apply_inventory(
