@@ -513,6 +513,41 @@ pub async fn revert(c: &Connection, scope: &str, output: Output) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// `fleet-manager delete KIND NAME [--scope S]`.
+pub async fn delete(
+    c: &Connection,
+    kind: &str,
+    name: &str,
+    scope: &str,
+    output: Output,
+) -> Result<ExitCode> {
+    let mut client = connect(c).await?;
+    let change = client
+        .delete_object(pb::DeleteObjectRequest {
+            kind: kind.to_string(),
+            scope: scope.to_string(),
+            name: name.to_string(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    match output {
+        Output::Json => print_json(&change),
+        Output::Text => match &change.commit {
+            Some(commit) => {
+                out!("{kind} {scope}/{name} deleted");
+                print_commit(commit, &[]);
+            }
+            None => out!(
+                "{kind} {scope}/{name} deleted in the draft of {} (revision {}): commit to enforce",
+                change.scope,
+                change.revision
+            ),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `fleet-manager drafting --scope S on|off`.
 pub async fn drafting(c: &Connection, scope: &str, enabled: bool) -> Result<ExitCode> {
     connect(c)

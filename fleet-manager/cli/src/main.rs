@@ -63,9 +63,26 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Delete a policy object (a draft in a drafting scope) or a Kubernetes policy.
+    Delete {
+        /// Kind: tag-type, tag, address-group, service-group, policy, aps, networkpolicy,
+        /// adminnetworkpolicy, baselineadminnetworkpolicy.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Scope: global or project/NAME (a NetworkPolicy's namespace is its project).
+        #[arg(long, default_value = "global")]
+        scope: String,
+        #[command(flatten)]
+        connection: Connection,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Show policy objects (or `get inventory`).
     Get {
-        /// Kind: tag-type, tag, address-group, service-group, policy, aps, or `inventory`.
+        /// Kind: tag-type, tag, address-group, service-group, policy, aps, networkpolicy,
+        /// adminnetworkpolicy, baselineadminnetworkpolicy, or `inventory`.
         kind: Option<String>,
         /// Name.
         name: Option<String>,
@@ -430,6 +447,13 @@ fn main() -> ExitCode {
             &format,
             output,
         )),
+        Command::Delete {
+            kind,
+            name,
+            scope,
+            connection,
+            output,
+        } => block_on(client::delete(&connection, &kind, &name, &scope, output)),
         Command::Diff {
             scope,
             connection,

@@ -22,6 +22,7 @@ use palisade_intent::{
     Applied, DiffEntry, IntentStore, Lowerer, Object, ObjectKey, Outcome, Scope, Snapshot,
 };
 use palisade_inventory::{Device, Inventory, InventoryIndex, Project, Workload};
+use palisade_k8s::K8sPolicy;
 use palisade_program::{Action, ContentHash, DeviceProgram};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -282,6 +283,41 @@ pub struct Ack {
     pub profile: Option<String>,
 }
 
+/// What [`Fleet::apply`] did.
+#[derive(Debug)]
+pub struct Applying {
+    /// Each intent object.
+    pub objects: Vec<Applied>,
+    /// Each Kubernetes policy.
+    pub kubernetes: Vec<KubernetesChange>,
+    /// The commit made, if anything changed outside drafting scopes.
+    pub commit: Option<CommitRecord>,
+    /// What the outside world must learn.
+    pub effects: Effects,
+}
+
+/// Lowers committed intent and Kubernetes policies into one IR: ours first within each
+/// tier, then Kubernetes'.
+fn lower_all(
+    lowerer: &mut Lowerer,
+    intent: &IntentStore,
+    kubernetes: &Kubernetes,
+    index: &Arc<InventoryIndex>,
+) -> Result<palisade_compiler::PolicyIr, FleetError> {
+    let mut ir = lowerer
+        .lower(intent.committed(), Arc::clone(index))
+        .map_err(|e| FleetError::Compile(e.to_string()))?
+        .ir;
+    if !kubernetes.is_empty() {
+        let policies: Vec<K8sPolicy> = kubernetes.values().cloned().collect();
+        ir.extend(
+            palisade_k8s::lower(&policies, index)
+                .map_err(|e| FleetError::Compile(e.to_string()))?,
+        );
+    }
+    Ok(ir)
+}
+
 /// Current time in ms since the epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -342,6 +378,40 @@ pub struct Fleet {
     tokens: BTreeMap<String, TokenRecord>,
     users: BTreeMap<String, UserRecord>,
     revoked: BTreeMap<String, RevokedRecord>,
+    kubernetes: Kubernetes,
+}
+
+/// Kubernetes policies as applied, by [`kubernetes_key`]. They have no drafts: like
+/// `kubectl apply`, applying one commits it.
+pub type Kubernetes = BTreeMap<String, K8sPolicy>;
+
+/// A Kubernetes policy's key: `NetworkPolicy/NAMESPACE/NAME`, or `KIND//NAME` for the
+/// cluster-scoped admin policies.
+pub fn kubernetes_key(kind: &str, namespace: &str, name: &str) -> String {
+    format!("{kind}/{namespace}/{name}")
+}
+
+/// The key of a policy (see [`kubernetes_key`]).
+pub fn key_of(policy: &K8sPolicy) -> String {
+    match policy {
+        K8sPolicy::NetworkPolicy(p) => {
+            kubernetes_key(policy.kind(), p.namespace(), &p.metadata.name)
+        }
+        other => kubernetes_key(other.kind(), "", &other.metadata().name),
+    }
+}
+
+/// What applying one Kubernetes policy did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubernetesChange {
+    /// The policy's kind.
+    pub kind: &'static str,
+    /// Its namespace (empty for cluster-scoped policies).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `created`, `updated` or `unchanged`.
+    pub change: &'static str,
 }
 
 const GENERATION: &str = "generation";
@@ -410,7 +480,13 @@ impl Fleet {
             tokens: BTreeMap::new(),
             users: BTreeMap::new(),
             revoked: BTreeMap::new(),
+            kubernetes: Kubernetes::new(),
         };
+        for (k, v) in rows(&contents, Table::Kubernetes) {
+            fleet
+                .kubernetes
+                .insert(k.clone(), decode(Table::Kubernetes, k, v)?);
+        }
         for (k, v) in rows(&contents, Table::Commits) {
             let c: CommitRecord = decode(Table::Commits, k, v)?;
             fleet.commits.insert(c.generation, c);
@@ -436,8 +512,12 @@ impl Fleet {
             stored.insert(k.clone(), decode(Table::Programs, k, v)?);
         }
         // Recompile; keep stored generations for unchanged content.
-        let compiled =
-            fleet.compile(&fleet.intent.clone(), Arc::clone(&fleet.index), generation)?;
+        let compiled = fleet.compile(
+            &fleet.intent.clone(),
+            &fleet.kubernetes.clone(),
+            Arc::clone(&fleet.index),
+            generation,
+        )?;
         let mut changed = Vec::new();
         for (device, program) in compiled {
             let program = match stored.get(&device) {
@@ -504,6 +584,11 @@ impl Fleet {
         &self.intent
     }
 
+    /// The Kubernetes policies in force.
+    pub fn kubernetes(&self) -> &Kubernetes {
+        &self.kubernetes
+    }
+
     /// The inventory.
     pub fn inventory(&self) -> &Inventory {
         &self.inventory
@@ -539,22 +624,20 @@ impl Fleet {
             .collect()
     }
 
-    /// Lowers and compiles intent against an inventory index; programs that changed get
-    /// `generation`.
+    /// Lowers and compiles intent and Kubernetes policies against an inventory index (ours
+    /// first within each tier, then Kubernetes'); programs that changed get `generation`.
     fn compile(
         &mut self,
         intent: &IntentStore,
+        kubernetes: &Kubernetes,
         index: Arc<InventoryIndex>,
         generation: u64,
     ) -> Result<BTreeMap<String, Arc<DeviceProgram>>, FleetError> {
         let result = (|| {
-            let lowered = self
-                .lowerer
-                .lower(intent.committed(), Arc::clone(&index))
-                .map_err(|e| FleetError::Compile(e.to_string()))?;
+            let ir = lower_all(&mut self.lowerer, intent, kubernetes, &index)?;
             let compiled = self
                 .compiler
-                .compile(index, Arc::new(lowered.ir), generation)
+                .compile(index, Arc::new(ir), generation)
                 .map_err(|e| FleetError::Compile(e.to_string()))?;
             Ok(compiled.programs)
         })();
@@ -573,6 +656,7 @@ impl Fleet {
         &mut self,
         intent: IntentStore,
         inventory: Inventory,
+        kubernetes: Kubernetes,
         scope: String,
         summary: String,
         extra: Batch,
@@ -584,7 +668,7 @@ impl Fleet {
                 .map_err(|e| FleetError::Inventory(e.to_string()))?,
         );
         let next = self.generation + 1;
-        let programs = self.compile(&intent, Arc::clone(&index), next)?;
+        let programs = self.compile(&intent, &kubernetes, Arc::clone(&index), next)?;
         let mut batch = Batch::new();
         let mut targets = Vec::new();
         let mut pushed = Vec::new();
@@ -629,6 +713,16 @@ impl Fleet {
         batch.put(Table::Meta, GENERATION, &next);
         batch.put(Table::Meta, INTENT, &intent.snapshot());
         batch.put(Table::Meta, INVENTORY, &inventory);
+        for (key, policy) in &kubernetes {
+            if self.kubernetes.get(key) != Some(policy) {
+                batch.put(Table::Kubernetes, key.clone(), policy);
+            }
+        }
+        for key in self.kubernetes.keys() {
+            if !kubernetes.contains_key(key) {
+                batch.delete(Table::Kubernetes, key.clone());
+            }
+        }
         batch.extend(extra);
         if let Err(e) = self.store.write(batch) {
             self.lowerer = Lowerer::new();
@@ -651,6 +745,7 @@ impl Fleet {
         self.generation = next;
         self.intent = intent;
         self.inventory = inventory;
+        self.kubernetes = kubernetes;
         self.index = index;
         self.commits.insert(next, commit.clone());
         let effects = Effects {
@@ -671,52 +766,130 @@ impl Fleet {
         Ok(())
     }
 
-    /// Creates or replaces intent objects (see [`IntentStore::apply`]). Objects in scopes
-    /// without drafting are committed together as one generation.
+    /// Creates or replaces intent objects (see [`IntentStore::apply`]) and Kubernetes
+    /// policies. Objects in scopes without drafting and every Kubernetes policy are
+    /// committed together as one generation.
     pub fn apply(
         &mut self,
         objects: Vec<Object>,
+        policies: Vec<K8sPolicy>,
         dry_run: bool,
-    ) -> Result<(Vec<Applied>, Option<CommitRecord>, Effects), FleetError> {
+    ) -> Result<Applying, FleetError> {
         let mut intent = self.intent.clone();
         let before = intent.generation();
-        let applied = intent.apply(objects)?;
+        let applied = if objects.is_empty() {
+            Vec::new()
+        } else {
+            intent.apply(objects)?
+        };
+        let mut kubernetes = self.kubernetes.clone();
+        let mut changes = Vec::new();
+        let mut seen = BTreeSet::new();
+        for policy in policies {
+            let key = key_of(&policy);
+            if !seen.insert(key.clone()) {
+                return Err(FleetError::Invalid(format!(
+                    "{} is given twice",
+                    policy.display_name()
+                )));
+            }
+            let change = match kubernetes.get(&key) {
+                None => "created",
+                Some(old) if *old == policy => "unchanged",
+                Some(_) => "updated",
+            };
+            changes.push(KubernetesChange {
+                kind: policy.kind(),
+                namespace: match &policy {
+                    K8sPolicy::NetworkPolicy(p) => p.namespace().to_string(),
+                    _ => String::new(),
+                },
+                name: policy.metadata().name.clone(),
+                change,
+            });
+            kubernetes.insert(key, policy);
+        }
+        let intent_changed = intent.generation() != before;
+        let kubernetes_changed = kubernetes != self.kubernetes;
         if dry_run {
             // Compile too, so a dry run finds what a real one would.
-            if intent.generation() != before {
-                let mut probe = Compiler::new(CompileOptions {
+            if intent_changed || kubernetes_changed {
+                let ir = lower_all(&mut Lowerer::new(), &intent, &kubernetes, &self.index)?;
+                Compiler::new(CompileOptions {
                     foreign: self.config.foreign,
-                });
-                let lowered = Lowerer::new()
-                    .lower(intent.committed(), Arc::clone(&self.index))
-                    .map_err(|e| FleetError::Compile(e.to_string()))?;
-                probe
-                    .compile(Arc::clone(&self.index), Arc::new(lowered.ir), 0)
-                    .map_err(|e| FleetError::Compile(e.to_string()))?;
+                })
+                .compile(Arc::clone(&self.index), Arc::new(ir), 0)
+                .map_err(|e| FleetError::Compile(e.to_string()))?;
             }
-            return Ok((applied, None, Effects::default()));
+            return Ok(Applying {
+                objects: applied,
+                kubernetes: changes,
+                commit: None,
+                effects: Effects::default(),
+            });
         }
-        if intent.generation() == before {
+        if !intent_changed && !kubernetes_changed {
             if applied.iter().any(|a| a.drafted) {
                 self.save_intent(intent)?;
             }
-            return Ok((applied, None, Effects::default()));
+            return Ok(Applying {
+                objects: applied,
+                kubernetes: changes,
+                commit: None,
+                effects: Effects::default(),
+            });
         }
-        let scopes: BTreeSet<String> = applied
+        let mut scopes: BTreeSet<String> = applied
             .iter()
             .filter(|a| !a.drafted)
             .map(|a| scope_text(&a.key.scope))
             .collect();
+        if kubernetes_changed {
+            scopes.insert("kubernetes".into());
+        }
         let changed = applied
             .iter()
             .filter(|a| !a.drafted && a.change != palisade_intent::AppliedChange::Unchanged)
-            .count();
+            .count()
+            + changes.iter().filter(|c| c.change != "unchanged").count();
         let summary = format!("apply: {changed} objects created or updated");
         let inventory = self.inventory.clone();
         let scope = scopes.into_iter().collect::<Vec<_>>().join(",");
         let (commit, effects) =
-            self.commit_state(intent, inventory, scope, summary, Batch::new())?;
-        Ok((applied, Some(commit), effects))
+            self.commit_state(intent, inventory, kubernetes, scope, summary, Batch::new())?;
+        Ok(Applying {
+            objects: applied,
+            kubernetes: changes,
+            commit: Some(commit),
+            effects,
+        })
+    }
+
+    /// Deletes a Kubernetes policy (committed at once).
+    pub fn delete_kubernetes(
+        &mut self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(CommitRecord, Effects), FleetError> {
+        let key = kubernetes_key(kind, namespace, name);
+        let mut kubernetes = self.kubernetes.clone();
+        if kubernetes.remove(&key).is_none() {
+            return Err(FleetError::NotFound(match namespace {
+                "" => format!("{kind} `{name}` does not exist"),
+                ns => format!("{kind} `{ns}/{name}` does not exist"),
+            }));
+        }
+        let intent = self.intent.clone();
+        let inventory = self.inventory.clone();
+        self.commit_state(
+            intent,
+            inventory,
+            kubernetes,
+            "kubernetes".into(),
+            format!("deleted {key}"),
+            Batch::new(),
+        )
     }
 
     /// Deletes an intent object (a draft in a drafting scope).
@@ -735,6 +908,7 @@ impl Fleet {
                 let (c, e) = self.commit_state(
                     intent,
                     inventory,
+                    self.kubernetes.clone(),
                     scope_text(&key.scope),
                     format!("deleted {key}"),
                     Batch::new(),
@@ -766,7 +940,14 @@ impl Fleet {
         let outcome = intent.commit(scope, expected_revision)?;
         let summary = format!("commit of {} drafts", outcome.diff.len());
         let inventory = self.inventory.clone();
-        self.commit_state(intent, inventory, scope_text(scope), summary, Batch::new())
+        self.commit_state(
+            intent,
+            inventory,
+            self.kubernetes.clone(),
+            scope_text(scope),
+            summary,
+            Batch::new(),
+        )
     }
 
     /// Discards a scope's drafts.
@@ -785,7 +966,14 @@ impl Fleet {
         let mut inventory = self.inventory.clone();
         edit(&mut inventory)?;
         let intent = self.intent.clone();
-        self.commit_state(intent, inventory, "inventory".into(), summary, Batch::new())
+        self.commit_state(
+            intent,
+            inventory,
+            self.kubernetes.clone(),
+            "inventory".into(),
+            summary,
+            Batch::new(),
+        )
     }
 
     /// Creates or replaces a device.
@@ -940,6 +1128,7 @@ impl Fleet {
             self.commit_state(
                 intent,
                 inventory,
+                self.kubernetes.clone(),
                 "inventory".into(),
                 format!("device {device} added for enrollment"),
                 extra,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use palisade_api::pb::orchestrator::v1 as pb;
 use palisade_api::pb::orchestrator::v1::orchestrator_server::Orchestrator;
 use palisade_intent::{Object, ObjectKey, ObjectKind, lang, yaml};
+use palisade_k8s::K8sPolicy;
 use palisade_program::{Direction, Packet, Protocol};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
@@ -47,6 +48,25 @@ impl OrchestratorService {
     }
 }
 
+/// The Kubernetes kind `text` names (`NetworkPolicy`, `netpol`, `anp`, `banp`, any case).
+pub fn kubernetes_kind(text: &str) -> Option<&'static str> {
+    let k = text.to_ascii_lowercase().replace(['-', '_', ' '], "");
+    match k.as_str() {
+        "networkpolicy" | "netpol" => Some("NetworkPolicy"),
+        "adminnetworkpolicy" | "anp" => Some("AdminNetworkPolicy"),
+        "baselineadminnetworkpolicy" | "banp" => Some("BaselineAdminNetworkPolicy"),
+        _ => None,
+    }
+}
+
+/// The scope a Kubernetes policy shows in: its namespace's project, or global.
+fn kubernetes_scope(policy: &K8sPolicy) -> String {
+    match policy {
+        K8sPolicy::NetworkPolicy(p) => format!("project/{}", p.namespace()),
+        _ => "global".into(),
+    }
+}
+
 /// Parses an object kind as users write it.
 pub fn parse_kind(text: &str) -> Result<ObjectKind, Status> {
     let k = text.to_ascii_lowercase().replace(['-', '_', ' '], "");
@@ -59,7 +79,7 @@ pub fn parse_kind(text: &str) -> Result<ObjectKind, Status> {
         "applicationpolicyset" | "aps" => ObjectKind::ApplicationPolicySet,
         _ => {
             return Err(Status::invalid_argument(format!(
-                "kind `{text}`: expected TagType, Tag, AddressGroup, ServiceGroup, FirewallPolicy or ApplicationPolicySet"
+                "kind `{text}`: expected TagType, Tag, AddressGroup, ServiceGroup, FirewallPolicy, ApplicationPolicySet, NetworkPolicy, AdminNetworkPolicy or BaselineAdminNetworkPolicy"
             )));
         }
     })
@@ -76,9 +96,13 @@ fn kind_name(kind: ObjectKind) -> &'static str {
     }
 }
 
-/// Parses policy documents into objects; every problem of every document is reported.
-pub fn parse_documents(documents: &[pb::Document]) -> Result<Vec<Object>, Status> {
+/// Parses policy documents into intent objects and Kubernetes policies (documents with
+/// Kubernetes API versions); every problem of every document is reported.
+pub fn parse_documents(
+    documents: &[pb::Document],
+) -> Result<(Vec<Object>, Vec<K8sPolicy>), Status> {
     let mut objects = Vec::new();
+    let mut kubernetes = Vec::new();
     let mut errors = Vec::new();
     for (i, doc) in documents.iter().enumerate() {
         let name = if doc.name.is_empty() {
@@ -111,10 +135,11 @@ pub fn parse_documents(documents: &[pb::Document]) -> Result<Vec<Object>, Status
                 continue;
             }
         };
-        if doc.content.contains("networking.k8s.io/") {
-            errors.push(format!(
-                "{name}: Kubernetes manifests are compiled by `fleet-manager policy compile`; the server stores Palisade intent (rule language, YAML, JSON)"
-            ));
+        if format != "pal" && doc.content.contains("networking.k8s.io/") {
+            match palisade_k8s::parse_documents(&doc.content, &name) {
+                Ok(policies) => kubernetes.extend(policies),
+                Err(e) => errors.push(e.to_string()),
+            }
             continue;
         }
         match format {
@@ -129,7 +154,7 @@ pub fn parse_documents(documents: &[pb::Document]) -> Result<Vec<Object>, Status
         }
     }
     if errors.is_empty() {
-        Ok(objects)
+        Ok((objects, kubernetes))
     } else {
         Err(Status::invalid_argument(errors.join("\n")))
     }
@@ -146,6 +171,18 @@ fn render(objects: &[Object], format: &str) -> Result<String, Status> {
             .join("\n")),
         other => Err(Status::invalid_argument(format!(
             "format `{other}`: expected yaml, json or pal"
+        ))),
+    }
+}
+
+/// A Kubernetes policy as a manifest: YAML (default) or JSON.
+fn render_kubernetes(policy: &K8sPolicy, format: &str) -> Result<String, Status> {
+    match format {
+        "" | "yaml" => serde_saphyr::to_string(policy)
+            .map_err(|e| Status::internal(format!("{}: {e}", policy.display_name()))),
+        "json" => Ok(serde_json::to_string(policy).expect("policies serialize")),
+        other => Err(Status::invalid_argument(format!(
+            "format `{other}`: a Kubernetes policy is shown as yaml or json"
         ))),
     }
 }
@@ -299,15 +336,16 @@ impl Orchestrator for OrchestratorService {
     ) -> Result<Response<pb::ApplyResponse>, Status> {
         let caller = self.core.admin(&request)?;
         let req = request.into_inner();
-        let objects = parse_documents(&req.documents)?;
+        let (objects, policies) = parse_documents(&req.documents)?;
         let dry_run = req.dry_run;
         let core = Arc::clone(&self.core);
-        let (applied, commit, effects) = self
+        let applying = self
             .core
-            .with_fleet(move |f| f.apply(objects, dry_run))
+            .with_fleet(move |f| f.apply(objects, policies, dry_run))
             .await?
             .map_err(|e| status_of(&e))?;
-        core.apply_effects(effects);
+        core.apply_effects(applying.effects);
+        let (applied, commit) = (applying.objects, applying.commit);
         if let Some(c) = &commit {
             info!(user = %caller.name, generation = c.generation, "applied and committed");
         }
@@ -327,6 +365,16 @@ impl Orchestrator for OrchestratorService {
                     .into(),
                     drafted: a.drafted,
                 })
+                .chain(applying.kubernetes.iter().map(|k| pb::ObjectChange {
+                    kind: k.kind.into(),
+                    scope: match k.namespace.as_str() {
+                        "" => "global".into(),
+                        ns => format!("project/{ns}"),
+                    },
+                    name: k.name.clone(),
+                    change: k.change.into(),
+                    drafted: false,
+                }))
                 .collect(),
             commits: commit.iter().map(|c| core.commit_pb(&fleet, c)).collect(),
         }))
@@ -338,8 +386,10 @@ impl Orchestrator for OrchestratorService {
     ) -> Result<Response<pb::GetObjectsResponse>, Status> {
         self.core.caller(&request)?;
         let req = request.into_inner();
+        let k8s_kind = kubernetes_kind(&req.kind);
         let kind = match req.kind.as_str() {
             "" => None,
+            _ if k8s_kind.is_some() => None,
             k => Some(parse_kind(k)?),
         };
         let scope = match req.scope.as_str() {
@@ -357,6 +407,9 @@ impl Orchestrator for OrchestratorService {
         };
         let mut objects = Vec::new();
         for o in view.objects() {
+            if k8s_kind.is_some() {
+                break;
+            }
             let key = o.key();
             if kind.is_some_and(|k| k != key.kind)
                 || scope.as_ref().is_some_and(|s| *s != key.scope)
@@ -371,6 +424,24 @@ impl Orchestrator for OrchestratorService {
                 content: render(std::slice::from_ref(o), &req.format)?,
             });
         }
+        // Kubernetes policies have no drafts: a draft view shows none.
+        if kind.is_none() && !req.drafts {
+            let scope = scope.as_ref().map(scope_text);
+            for p in fleet.kubernetes().values() {
+                if k8s_kind.is_some_and(|k| k != p.kind())
+                    || scope.as_ref().is_some_and(|s| *s != kubernetes_scope(p))
+                    || (!req.name.is_empty() && req.name != p.metadata().name)
+                {
+                    continue;
+                }
+                objects.push(pb::StoredObject {
+                    kind: p.kind().into(),
+                    scope: kubernetes_scope(p),
+                    name: p.metadata().name.clone(),
+                    content: render_kubernetes(p, &req.format)?,
+                });
+            }
+        }
         if objects.is_empty() && !req.name.is_empty() {
             return Err(Status::not_found(format!("no object named `{}`", req.name)));
         }
@@ -383,6 +454,26 @@ impl Orchestrator for OrchestratorService {
     ) -> Result<Response<pb::Change>, Status> {
         self.core.admin(&request)?;
         let req = request.into_inner();
+        if let Some(kind) = kubernetes_kind(&req.kind) {
+            let namespace = match (kind, parse_scope(&req.scope).map_err(|e| status_of(&e))?) {
+                ("NetworkPolicy", palisade_intent::Scope::Project(ns)) => ns,
+                ("NetworkPolicy", palisade_intent::Scope::Global) => {
+                    return Err(Status::invalid_argument(
+                        "a NetworkPolicy lives in a namespace: give scope project/NAMESPACE",
+                    ));
+                }
+                (_, palisade_intent::Scope::Global) => String::new(),
+                (kind, palisade_intent::Scope::Project(_)) => {
+                    return Err(Status::invalid_argument(format!(
+                        "an {kind} is cluster-scoped: give scope global"
+                    )));
+                }
+            };
+            let name = req.name.clone();
+            return self
+                .inventory_change(move |f| f.delete_kubernetes(kind, &namespace, &name))
+                .await;
+        }
         let key = object_key(&req.kind, &req.scope, &req.name)?;
         let scope = key.scope.clone();
         let core = Arc::clone(&self.core);
@@ -736,8 +827,39 @@ pub fn explain(fleet: &Fleet, req: &pb::ExplainRequest) -> Result<pb::ExplainRes
         dst_port,
     };
     let set = fleet.intent().committed();
-    let e = palisade_intent::explain(set, index, &query)
-        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+    let kubernetes = fleet.kubernetes();
+    // From intent: our model or Kubernetes', when only one is in use; the devices' view
+    // always.
+    let (intent_allowed, intent_text, intent_json) = if kubernetes.is_empty() {
+        let e = palisade_intent::explain(set, index, &query)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let text = palisade_intent::explain::render(set, &e);
+        (
+            Some(e.allowed),
+            text,
+            serde_json::to_value(&e).unwrap_or_default(),
+        )
+    } else if set.is_empty() {
+        let policies: Vec<K8sPolicy> = kubernetes.values().cloned().collect();
+        let e = palisade_k8s::explain(&policies, index, src, dst, protocol, dst_port);
+        let text: String = e
+            .to_string()
+            .lines()
+            .skip(1)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        (
+            Some(e.allowed),
+            text,
+            serde_json::to_value(&e).unwrap_or_default(),
+        )
+    } else {
+        (
+            None,
+            "(intent-level explanation covers one model at a time; Palisade intent and Kubernetes policies are both in force, so only the devices' view is shown)\n".into(),
+            serde_json::Value::Null,
+        )
+    };
     let packet = Packet {
         src,
         dst,
@@ -745,17 +867,9 @@ pub fn explain(fleet: &Fleet, req: &pb::ExplainRequest) -> Result<pb::ExplainRes
         src_port,
         dst_port,
     };
-    let mut text = format!(
-        "{protocol} {src} -> {dst}{}: {}\n",
-        if protocol.has_ports() {
-            format!(":{dst_port}")
-        } else {
-            String::new()
-        },
-        if e.allowed { "ALLOWED" } else { "DENIED" }
-    );
-    text.push_str(&palisade_intent::explain::render(set, &e));
+    let mut text = intent_text;
     let mut devices = Vec::new();
+    let mut device_allowed = true;
     for (ip, direction) in [(src, Direction::Egress), (dst, Direction::Ingress)] {
         let Some(palisade_inventory::AddressOwner::Endpoint(id)) = index.owner_of(ip) else {
             continue;
@@ -784,6 +898,7 @@ pub fn explain(fleet: &Fleet, req: &pb::ExplainRequest) -> Result<pb::ExplainRes
             }
             palisade_program::Decision::EndOfTiers => "end of tiers (allow)".into(),
         };
+        device_allowed &= v.allowed;
         text.push_str(&format!(
             "  device {device} ({direction} of {}): {} by {decided_by}\n",
             info.name,
@@ -791,10 +906,21 @@ pub fn explain(fleet: &Fleet, req: &pb::ExplainRequest) -> Result<pb::ExplainRes
         ));
         devices.push(serde_json::json!({"device": device, "endpoint": info.name, "direction": direction, "allowed": v.allowed, "decided_by": decided_by}));
     }
-    let json = serde_json::json!({"allowed": e.allowed, "intent": e, "devices": devices});
+    // Intent and programs agree (property-tested); the programs decide when only they speak.
+    let allowed = intent_allowed.unwrap_or(device_allowed);
+    let header = format!(
+        "{protocol} {src} -> {dst}{}: {}\n",
+        if protocol.has_ports() {
+            format!(":{dst_port}")
+        } else {
+            String::new()
+        },
+        if allowed { "ALLOWED" } else { "DENIED" }
+    );
+    let json = serde_json::json!({"allowed": allowed, "intent": intent_json, "devices": devices});
     Ok(pb::ExplainResponse {
-        allowed: e.allowed,
-        text,
+        allowed,
+        text: header + &text,
         json: json.to_string(),
     })
 }

@@ -31,11 +31,13 @@ pub enum Table {
     Users,
     /// Revoked certificate serials.
     Revoked,
+    /// Kubernetes policies by `KIND/NAMESPACE/NAME`.
+    Kubernetes,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Meta,
         Table::Devices,
         Table::Commits,
@@ -43,6 +45,7 @@ impl Table {
         Table::Tokens,
         Table::Users,
         Table::Revoked,
+        Table::Kubernetes,
     ];
 
     /// The table's name in the store.
@@ -55,6 +58,7 @@ impl Table {
             Table::Tokens => "tokens",
             Table::Users => "users",
             Table::Revoked => "revoked",
+            Table::Kubernetes => "kubernetes",
         }
     }
 }

@@ -38,7 +38,7 @@ fn open(dir: &Path, config: FleetConfig) -> Fleet {
 fn populated(dir: &Path, config: FleetConfig) -> Fleet {
     let mut fleet = open(dir, config);
     // Tags first: the inventory refers to them.
-    let (_, commit, _) = fleet.apply(policies(), false).unwrap();
+    let commit = fleet.apply(policies(), vec![], false).unwrap().commit;
     assert!(commit.unwrap().targets.is_empty(), "no device yet");
     let inv = inventory();
     for d in inv.devices {
@@ -146,7 +146,7 @@ fn refused_changes_leave_nothing_behind() {
     let bad = lang::parse("project shop {\n  policy broken {\n    0010: allow tier=nope > tier=app on tcp/1\n  }\n}\n")
         .unwrap()
         .into_objects();
-    let err = fleet.apply(bad, false).unwrap_err().to_string();
+    let err = fleet.apply(bad, vec![], false).unwrap_err().to_string();
     assert!(err.contains("tier=nope"), "{err}");
     // A workload on a device that does not exist.
     let mut w = inventory().workloads[0].clone();
@@ -179,7 +179,8 @@ fn drafts_wait_for_commit_and_racing_commits_conflict() {
     let change = lang::parse("project shop {\n  policy extra {\n    0010: allow tier=web > tier=db on tcp/9000\n  }\n}\n")
         .unwrap()
         .into_objects();
-    let (applied, commit, _) = fleet.apply(change, false).unwrap();
+    let applying = fleet.apply(change, vec![], false).unwrap();
+    let (applied, commit) = (applying.objects, applying.commit);
     assert!(applied[0].drafted && commit.is_none());
     assert_eq!(fleet.generation(), generation, "a draft reaches no device");
     let (revision, diff) = fleet.diff(&shop);
@@ -198,7 +199,7 @@ fn drafts_wait_for_commit_and_racing_commits_conflict() {
     )
     .unwrap()
     .into_objects();
-    fleet.apply(more, false).unwrap();
+    fleet.apply(more, vec![], false).unwrap();
     drop(fleet);
     let fleet = open(dir.path(), FleetConfig::default());
     assert_eq!(fleet.diff(&shop).1.len(), 1);
@@ -283,7 +284,7 @@ fn acknowledgements_in_one_batch_each_get_their_answer_and_survive_a_restart() {
 fn an_inventory_file_is_one_commit_and_a_refused_one_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut fleet = open(dir.path(), FleetConfig::default());
-    fleet.apply(policies(), false).unwrap();
+    fleet.apply(policies(), vec![], false).unwrap();
     let inv = inventory();
     let before = fleet.generation();
     let (commit, _) = fleet
@@ -329,4 +330,61 @@ fn an_inventory_file_is_one_commit_and_a_refused_one_changes_nothing() {
         .unwrap();
     assert_eq!(fleet.inventory().workloads.len(), inv.workloads.len());
     assert_eq!(fleet.inventory().devices.len(), inv.devices.len());
+}
+
+#[test]
+fn kubernetes_policies_commit_with_intent_persist_and_refuse_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fleet = populated(dir.path(), FleetConfig::default());
+    let before = fleet.program("dpu-2").unwrap().hash();
+    let generation = fleet.generation();
+    // The admin tier comes before the shop's application tier: this closes web -> app.
+    let deny_all = palisade_k8s::parse_documents(
+        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: no-8080}\nspec:\n  priority: 5\n  subject: {namespaces: {}}\n  ingress:\n  - {action: Deny, from: [{namespaces: {}}], ports: [{portNumber: {protocol: TCP, port: 8080}}]}\n",
+        "no-8080.yaml",
+    )
+    .unwrap();
+
+    // A dry run compiles and stores nothing.
+    let dry = fleet.apply(vec![], deny_all.clone(), true).unwrap();
+    assert!(dry.commit.is_none());
+    assert!(fleet.kubernetes().is_empty());
+    assert_eq!(fleet.generation(), generation);
+
+    // The same policy twice in one apply is refused; nothing changes.
+    let twice = [deny_all.clone(), deny_all.clone()].concat();
+    let err = fleet.apply(vec![], twice, false).unwrap_err().to_string();
+    assert!(
+        err.contains("AdminNetworkPolicy no-8080 is given twice"),
+        "{err}"
+    );
+    assert_eq!(fleet.generation(), generation);
+
+    // Applied with intent objects: one commit, compiled together.
+    let applying = fleet.apply(policies(), deny_all.clone(), false).unwrap();
+    let commit = applying.commit.unwrap();
+    assert_eq!(commit.generation, generation + 1);
+    assert_eq!(applying.kubernetes.len(), 1);
+    assert_eq!(applying.kubernetes[0].change, "created");
+    assert_ne!(fleet.program("dpu-2").unwrap().hash(), before);
+    let changed = fleet.program("dpu-2").unwrap().hash();
+    let again = fleet.apply(vec![], deny_all, false).unwrap();
+    assert!(again.commit.is_none(), "unchanged: no commit");
+    assert_eq!(again.kubernetes[0].change, "unchanged");
+    drop(fleet);
+
+    // Reopened: the policy is back and compiles to the same program.
+    let mut fleet = open(dir.path(), FleetConfig::default());
+    assert_eq!(fleet.kubernetes().len(), 1);
+    assert_eq!(fleet.program("dpu-2").unwrap().hash(), changed);
+    assert_eq!(fleet.generation(), generation + 1);
+    fleet
+        .delete_kubernetes("AdminNetworkPolicy", "", "no-8080")
+        .unwrap();
+    assert_eq!(fleet.program("dpu-2").unwrap().hash(), before);
+    let err = fleet
+        .delete_kubernetes("AdminNetworkPolicy", "", "no-8080")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not exist"), "{err}");
 }
