@@ -228,6 +228,17 @@ pub fn binaries() -> Result<(PathBuf, PathBuf)> {
     Ok((out.remove(0), out.remove(0)))
 }
 
+/// How the agents own their links.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Driver {
+    /// The vRouter's own AF_PACKET ports (`--ports af_packet:...`).
+    #[default]
+    AfPacket,
+    /// DPDK's `net_af_packet` poll-mode driver (`--ports dpdk:...`; a vrouter built with
+    /// `--features dpdk`).
+    Dpdk,
+}
+
 /// A workload's place in the topology.
 #[derive(Clone, Debug)]
 pub struct Host {
@@ -249,6 +260,8 @@ pub struct Topology {
     pub ports: BTreeMap<String, String>,
     /// Per device, its services: (name, the agent's interface, the service's interface).
     pub services: BTreeMap<String, Vec<(String, String, String)>>,
+    /// How the agents own their links.
+    pub driver: Driver,
     namespaces: Vec<String>,
     links: Vec<String>,
 }
@@ -265,13 +278,22 @@ impl Drop for Topology {
 }
 
 impl Topology {
-    /// Builds the namespaces, veths and bridge for `inventory`'s workloads.
-    pub fn build(inventory: &Inventory, services: &[String]) -> Result<Topology> {
-        let id = format!("{:04}", std::process::id() % 10000);
+    /// Builds the namespaces, veths and bridge for `inventory`'s workloads; the agents' links
+    /// go through `driver`.
+    pub fn build(inventory: &Inventory, services: &[String], driver: Driver) -> Result<Topology> {
+        let scheme = match driver {
+            Driver::AfPacket => "af_packet",
+            Driver::Dpdk => "dpdk",
+        };
+        // Unique per topology: several may be up at once in one test process.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
+        let id = format!("{:03}{n}", std::process::id() % 1000);
         let mut t = Topology {
             hosts: BTreeMap::new(),
             ports: BTreeMap::new(),
             services: BTreeMap::new(),
+            driver,
             namespaces: Vec::new(),
             links: Vec::new(),
         };
@@ -340,6 +362,13 @@ impl Topology {
             // here too, or it solicits routers that reach the other workloads.
             in_ns(&ns, &["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"])?;
             in_ns(&ns, &["ip", "link", "set", "eth0", "address", &mac])?;
+            if driver == Driver::Dpdk {
+                // DPDK 22.11's net_af_packet forwards what a veth hands it as it is, and a
+                // veth's TCP and UDP checksums are left to "the hardware" (CHECKSUM_PARTIAL):
+                // the receiver would drop them. The agent's own AF_PACKET ports complete them
+                // (PACKET_AUXDATA); here the workloads compute their own.
+                in_ns(&ns, &["ethtool", "-K", "eth0", "tx", "off"])?;
+            }
             in_ns(
                 &ns,
                 &["ip", "addr", "add", &format!("{ip}/8"), "dev", "eth0"],
@@ -376,7 +405,7 @@ impl Topology {
             t.ports
                 .entry(iface.device.clone())
                 .and_modify(|p| p.push_str(&format!(",{wb}/{fa}")))
-                .or_insert(format!("af_packet:{wb}/{fa}"));
+                .or_insert(format!("{scheme}:{wb}/{fa}"));
             macs.insert(ip, mac);
             t.hosts.insert(
                 name.clone(),
@@ -503,13 +532,18 @@ impl Lab {
     /// Builds the topology, starts the manager and one agent per device, applies the
     /// scenario's intent and inventory and waits until the commit is enforced.
     pub fn start(scenario: &Scenario, work: &Path) -> Result<Lab> {
+        Self::start_with(scenario, work, Driver::AfPacket)
+    }
+
+    /// [`Lab::start`] with the agents' links on `driver`.
+    pub fn start_with(scenario: &Scenario, work: &Path, driver: Driver) -> Result<Lab> {
         let (fleet_manager, vrouter) = binaries()?;
         let inventory_path = scenario.dir.join(&scenario.inventory);
         let text = std::fs::read_to_string(&inventory_path)
             .with_context(|| format!("reading {}", inventory_path.display()))?;
         let inventory: Inventory = serde_saphyr::from_str(&text)
             .map_err(|e| anyhow!("{}: {e}", inventory_path.display()))?;
-        let topology = Topology::build(&inventory, &scenario.services)?;
+        let topology = Topology::build(&inventory, &scenario.services, driver)?;
         let mut inspectors = Vec::new();
         for list in topology.services.values() {
             for (name, _, service_end) in list {
@@ -568,18 +602,41 @@ impl Lab {
             let _ = old.child.kill();
             let _ = old.child.wait();
         }
+        // DPDK 22.11's net_af_packet joins each socket to a PACKET_FANOUT group numbered
+        // (pid ^ ifindex) & 0xffff; two agents in one network namespace (two simulated DPUs
+        // on one machine) can draw the same number for different interfaces, and the second
+        // gets EINVAL. A new process has a new pid: start it again (it enrolls only once its
+        // ports are up, so the token is still good).
+        for attempt in 1..=5 {
+            let agent = self.spawn_agent(device, &ports, token)?;
+            let ok = self.topology.driver != Driver::Dpdk
+                || wait_until(Duration::from_secs(20), || {
+                    agent.log().contains("vrouter agent started") || agent.log().contains("error:")
+                }) && !agent.log().contains("could not set PACKET_FANOUT");
+            self.agents.insert(device.to_string(), agent);
+            if ok {
+                break;
+            }
+            eprintln!(
+                "agent {device}: DPDK fanout group collision (attempt {attempt}), starting it again"
+            );
+        }
+        Ok(())
+    }
+
+    fn spawn_agent(&self, device: &str, ports: &str, token: Option<&str>) -> Result<Proc> {
         let log = self.work.join(format!(
             "agent-{device}-{}.log",
             SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis())
+                .map_or(0, |d| d.as_nanos())
         ));
         let mut cmd = Command::new(&self.vrouter);
         cmd.args(["agent", "--manager", &self.url, "--ca"])
             .arg(&self.ca)
             .args(["--name", device, "--state"])
             .arg(self.work.join(format!("state-{device}")))
-            .args(["--ports", &ports, "--status-every", "1"])
+            .args(["--ports", ports, "--status-every", "1"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);
         if let Some(t) = token {
@@ -588,14 +645,10 @@ impl Lab {
         for (name, agent_end, _) in self.topology.services.get(device).into_iter().flatten() {
             cmd.args(["--service", &format!("{name}={agent_end}")]);
         }
-        self.agents.insert(
-            device.to_string(),
-            Proc {
-                child: cmd.spawn()?,
-                log,
-            },
-        );
-        Ok(())
+        Ok(Proc {
+            child: cmd.spawn()?,
+            log,
+        })
     }
 
     /// Kills the agent of `device` (SIGKILL).

@@ -9,7 +9,7 @@
 //! name: dpu-1
 //! state: /var/lib/palisade
 //! profile: sim-large              # a built-in hw-profile or a profile file
-//! ports: af_packet:veth-web/eth1  # or `memory` (the default)
+//! ports: af_packet:veth-web/eth1  # or `memory` (the default), or `dpdk:veth-web/eth1`
 //! status_every: 10                # seconds between status reports
 //! services: {ids: veth-ids}       # `redirect ids` rules hand connections to this port
 //! mirrors: {tap: veth-tap}        # `mirror tap` rules copy frames to this port
@@ -55,8 +55,10 @@ pub struct Args {
     /// Hardware profile: a built-in name or a profile file [default: sim-large].
     #[arg(long)]
     profile: Option<String>,
-    /// Ports: `memory` (an in-memory link, the default) or
-    /// `af_packet:WORKLOAD_IF/FABRIC_IF[,WORKLOAD_IF/FABRIC_IF...]` (one link per pair).
+    /// Ports: `memory` (an in-memory link, the default),
+    /// `af_packet:WORKLOAD_IF/FABRIC_IF[,WORKLOAD_IF/FABRIC_IF...]` (one link per pair), or
+    /// `dpdk:WORKLOAD_IF/FABRIC_IF[,...]`: the same links through DPDK's net_af_packet
+    /// poll-mode driver (a vrouter built with `--features dpdk`).
     #[arg(long)]
     ports: Option<String>,
     /// Seconds between status reports to the manager [default: 10].
@@ -96,19 +98,22 @@ pub enum PortsSpec {
     Memory,
     /// AF_PACKET links: (workload-facing, fabric-facing) interface pairs.
     AfPacket(Vec<(String, String)>),
+    /// The same links through DPDK's `net_af_packet` vdevs.
+    Dpdk(Vec<(String, String)>),
 }
 
 impl std::str::FromStr for PortsSpec {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let usage =
-            "expected `memory` or `af_packet:WORKLOAD_IF/FABRIC_IF[,WORKLOAD_IF/FABRIC_IF...]`";
+        let usage = "expected `memory`, `af_packet:WORKLOAD_IF/FABRIC_IF[,WORKLOAD_IF/FABRIC_IF...]` or `dpdk:WORKLOAD_IF/FABRIC_IF[,...]`";
         if s == "memory" {
             return Ok(Self::Memory);
         }
-        let Some(list) = s.strip_prefix("af_packet:") else {
-            bail!("ports `{s}`: {usage}");
+        let (dpdk, list) = match (s.strip_prefix("af_packet:"), s.strip_prefix("dpdk:")) {
+            (Some(list), _) => (false, list),
+            (_, Some(list)) => (true, list),
+            _ => bail!("ports `{s}`: {usage}"),
         };
         let mut pairs = Vec::new();
         for pair in list.split(',') {
@@ -120,7 +125,11 @@ impl std::str::FromStr for PortsSpec {
             }
             pairs.push((w.to_string(), f.to_string()));
         }
-        Ok(Self::AfPacket(pairs))
+        Ok(if dpdk {
+            Self::Dpdk(pairs)
+        } else {
+            Self::AfPacket(pairs)
+        })
     }
 }
 
@@ -262,6 +271,7 @@ fn open_ports(
                 wiring.links.push([w.clone(), f.clone()]);
             }
         }
+        PortsSpec::Dpdk(pairs) => open_dpdk(pairs, &mut wiring)?,
     }
     let mut extra: Vec<&String> = services.values().chain(mirrors.values()).collect();
     extra.sort();
@@ -275,6 +285,37 @@ fn open_ports(
     wiring.services = services.clone();
     wiring.mirrors = mirrors.clone();
     Ok(wiring)
+}
+
+/// DPDK `net_af_packet` ports, one vdev per interface; each port is named after its
+/// interface (DPDK's instance name: the interface with anything but letters, digits and `_`
+/// as `_`).
+#[cfg(feature = "dpdk")]
+fn open_dpdk(pairs: &[(String, String)], wiring: &mut Wiring) -> Result<()> {
+    let instance = |iface: &str| -> String {
+        iface
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (w, f) in pairs {
+        let names = [instance(w), instance(f)];
+        for (iface, name) in [w, f].into_iter().zip(&names) {
+            if !seen.insert(name.clone()) {
+                bail!("ports: `{iface}` maps to the DPDK instance `{name}` another port has");
+            }
+            let port = crate::dpdk_port::DpdkPort::open(name, &format!("net_af_packet:{iface}"))?;
+            wiring.ports.push(Box::new(port));
+        }
+        wiring.links.push(names);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn open_dpdk(_: &[(String, String)], _: &mut Wiring) -> Result<()> {
+    bail!("ports `dpdk:...`: this vrouter was built without DPDK (build with `--features dpdk`)")
 }
 
 async fn stopped() {
@@ -358,7 +399,18 @@ mod tests {
             "af_packet:a/b,c/d".parse::<PortsSpec>().unwrap(),
             PortsSpec::AfPacket(vec![("a".into(), "b".into()), ("c".into(), "d".into())])
         );
-        for bad in ["", "af_packet:a", "af_packet:a/a", "dpdk:x", "af_packet:/b"] {
+        assert_eq!(
+            "dpdk:a/b".parse::<PortsSpec>().unwrap(),
+            PortsSpec::Dpdk(vec![("a".into(), "b".into())])
+        );
+        for bad in [
+            "",
+            "af_packet:a",
+            "af_packet:a/a",
+            "dpdk:x",
+            "af_packet:/b",
+            "tap:a/b",
+        ] {
             let e = bad.parse::<PortsSpec>().unwrap_err().to_string();
             assert!(e.contains("ports"), "{bad}: {e}");
         }
