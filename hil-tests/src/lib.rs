@@ -867,7 +867,7 @@ fn status_in(ns: &str, args: &[&str]) -> Result<bool> {
 /// What a namespace's IPv4 stack received of one protocol (`Tcp`, `Udp`, `Icmp`): the sum
 /// of the named counters of `/proc/net/snmp`. Only the test's own protocol counts, so
 /// nothing else on the wire can be mistaken for a leak.
-fn received(ns: &str, protocol: &str, counters: &[&str]) -> Result<u64> {
+pub fn received(ns: &str, protocol: &str, counters: &[&str]) -> Result<u64> {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
         .output()?;
