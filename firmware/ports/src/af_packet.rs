@@ -108,9 +108,17 @@ impl AfPacketPort {
     }
 }
 
-/// Whether the kernel says the frame's transport checksum is not computed yet
-/// (`TP_STATUS_CSUMNOTREADY` in its `PACKET_AUXDATA`).
-fn checksum_not_ready(msg: &libc::msghdr) -> bool {
+/// What the kernel says of a frame beside its bytes (`PACKET_AUXDATA`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Aux {
+    /// The transport checksum is not computed yet (`TP_STATUS_CSUMNOTREADY`).
+    checksum_not_ready: bool,
+    /// The VLAN tag the interface took off the frame: (TPID, TCI).
+    vlan: Option<(u16, u16)>,
+}
+
+/// Reads the `PACKET_AUXDATA` message of a `recvmsg`.
+fn auxdata(msg: &libc::msghdr) -> Aux {
     // SAFETY: `msg` was filled by `recvmsg`; the CMSG macros walk its control buffer within
     // `msg_controllen`, and the data of a SOL_PACKET/PACKET_AUXDATA message is a
     // `tpacket_auxdata`, read unaligned.
@@ -121,12 +129,34 @@ fn checksum_not_ready(msg: &libc::msghdr) -> bool {
                 let aux = libc::CMSG_DATA(cmsg)
                     .cast::<libc::tpacket_auxdata>()
                     .read_unaligned();
-                return aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
+                let vlan = (aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+                    let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                        aux.tp_vlan_tpid
+                    } else {
+                        0x8100
+                    };
+                    (tpid, aux.tp_vlan_tci)
+                });
+                return Aux {
+                    checksum_not_ready: aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0,
+                    vlan,
+                };
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
     }
-    false
+    Aux::default()
+}
+
+/// Puts back a VLAN tag the receiving interface took off (VLAN offload): after the two MAC
+/// addresses, the TPID and the TCI. A frame too short to hold MAC addresses is left alone.
+pub fn insert_vlan_tag(frame: &mut Vec<u8>, tpid: u16, tci: u16) {
+    if frame.len() < 12 {
+        return;
+    }
+    let [t0, t1] = tpid.to_be_bytes();
+    let [c0, c1] = tci.to_be_bytes();
+    frame.splice(12..12, [t0, t1, c0, c1]);
 }
 
 /// Computes a TCP or UDP checksum the sender left undone. Frames that are not unfragmented
@@ -215,7 +245,11 @@ impl Port for AfPacketPort {
                     libc::MSG_DONTWAIT | libc::MSG_TRUNC,
                 )
             };
-            let partial = n >= 0 && checksum_not_ready(&msg);
+            let aux = if n >= 0 {
+                auxdata(&msg)
+            } else {
+                Aux::default()
+            };
             if n < 0 {
                 spare.push(buf);
                 let err = io::Error::last_os_error();
@@ -235,7 +269,11 @@ impl Port for AfPacketPort {
                 continue;
             }
             buf.truncate(n);
-            if partial {
+            if let Some((tpid, tci)) = aux.vlan {
+                // A bump in the wire forwards the frame as it was on the wire.
+                insert_vlan_tag(&mut buf, tpid, tci);
+            }
+            if aux.checksum_not_ready {
                 // The sender left the TCP/UDP checksum to "the hardware" (a veth, a local
                 // socket): complete it, or whoever gets the frame next drops it.
                 complete_checksum(&mut buf);
