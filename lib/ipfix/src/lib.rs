@@ -1,0 +1,1 @@
+//! IPFIX export and IPFIX / NetFlow v9 decoding (work in progress).

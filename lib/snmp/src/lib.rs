@@ -1,0 +1,1 @@
+//! SNMP agent (work in progress).
