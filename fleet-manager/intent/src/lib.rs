@@ -25,7 +25,7 @@ pub mod yaml;
 pub use explain::{Explainer, Explanation, Query, RuleStep, SideExplanation, Step, explain};
 pub use lower::{LowerError, Lowered, Lowerer, lower, rule_ref};
 pub use objects::*;
-pub use resolve::AttachmentError;
+pub use resolve::{AttachmentError, endpoint_tags};
 pub use set::{IntentSet, Origin, Reference, ValidationError};
 pub use store::{
     Applied, AppliedChange, ChangeKind, CommitOutcome, DiffEntry, DraftSnapshot, IntentStore,

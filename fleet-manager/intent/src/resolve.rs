@@ -264,3 +264,23 @@ impl Tags {
         }
     }
 }
+
+/// Every endpoint's effective tags as `type=value`, sorted; indexed by [`EndpointId`]. What
+/// flow records are enriched with.
+pub fn endpoint_tags(
+    set: &IntentSet,
+    index: &InventoryIndex,
+) -> Result<Vec<Vec<String>>, Vec<AttachmentError>> {
+    let tags = Tags::new(set, index)?;
+    Ok((0..index.endpoints().len())
+        .map(|e| {
+            let mut v: Vec<String> = tags
+                .of(e as EndpointId)
+                .iter()
+                .map(|&t| tags.keys()[t as usize].name.clone())
+                .collect();
+            v.sort();
+            v
+        })
+        .collect())
+}

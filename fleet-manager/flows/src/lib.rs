@@ -1,0 +1,74 @@
+//! The fleet manager's flow telemetry: records enriched with the endpoints and tags of
+//! both ends ([`Flow`]), the [`FlowStore`] trait with the embedded default
+//! ([`EmbeddedStore`], one redb file, crash-safe, with retention), queries ([`Query`]:
+//! filters, grouping by tag pairs, top talkers) and the [`Enricher`] that attaches tags as
+//! they were when the record was made.
+
+mod embedded;
+mod enrich;
+pub mod query;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use embedded::EmbeddedStore;
+pub use enrich::Enricher;
+pub use palisade_flow::{EndReason, FlowRecord, RecordKind, Verdict};
+pub use query::{Aggregator, Field, Filter, OrderBy, Query, Row};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A flow record with what the fleet manager knows of its ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// The record as reported.
+    pub record: FlowRecord,
+    /// The initiator's endpoint (`project/workload/interface`), or "" when unknown.
+    pub src_endpoint: String,
+    /// The responder's endpoint, or "".
+    pub dst_endpoint: String,
+    /// The initiator's effective tags (`type=value`, sorted) when the record was made.
+    pub src_tags: Vec<String>,
+    /// The responder's.
+    pub dst_tags: Vec<String>,
+}
+
+/// Why a store refused or failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, the database, the server).
+    #[error("flow store: {0}")]
+    Backend(String),
+    /// Stored data does not decode.
+    #[error("flow store: corrupt data at {at}: {problem}")]
+    Corrupt {
+        /// Where.
+        at: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// A boxed future (stores are used behind `Arc<dyn FlowStore>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where flows are kept.
+pub trait FlowStore: Send + Sync {
+    /// Adds flows; resolves once they are durable (what the manager acknowledges to
+    /// devices only then).
+    fn append<'a>(&'a self, flows: &'a [Flow]) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Totals per group of the flows the query selects, ordered and limited.
+    fn aggregate<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Row>, StoreError>>;
+
+    /// The flows the query selects (its grouping ignored), oldest first, at most `limit`
+    /// (0: all).
+    fn flows<'a>(
+        &'a self,
+        query: &'a Query,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Flow>, StoreError>>;
+
+    /// Forgets flows reported before `before_ms`; how many records went.
+    fn expire(&self, before_ms: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
