@@ -160,27 +160,36 @@ fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
     sh(&all)
 }
 
-fn newest_source(dir: &Path, newest: &mut SystemTime) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            // Tests, benchmarks and fuzz targets are not in the binaries.
-            if p.file_name().is_some_and(|n| {
-                ["target", "fuzz", "tests", "benches", "hil-tests"]
-                    .contains(&n.to_str().unwrap_or(""))
-            }) {
-                continue;
+/// The newest of the source files a binary was built from, as cargo's dep-info file beside
+/// it (`<bin>.d`) lists them: exactly the binary's own sources, whatever else changes in
+/// the workspace.
+fn newest_source(dep_info: &Path) -> Result<SystemTime> {
+    let text = std::fs::read_to_string(dep_info)
+        .with_context(|| format!("reading {}", dep_info.display()))?;
+    let line = text.lines().next().unwrap_or_default();
+    let deps = line.split_once(": ").map_or("", |(_, d)| d);
+    let mut newest = SystemTime::UNIX_EPOCH;
+    // Paths are separated by spaces; a space inside a path is escaped as `\ `.
+    let mut path = String::new();
+    let mut chars = deps.chars().peekable();
+    loop {
+        match chars.next() {
+            Some('\\') if chars.peek() == Some(&' ') => {
+                path.push(' ');
+                chars.next();
             }
-            newest_source(&p, newest);
-        } else if p
-            .extension()
-            .is_some_and(|x| x == "rs" || x == "proto" || x == "toml")
-            && let Ok(m) = e.metadata().and_then(|m| m.modified())
-        {
-            *newest = (*newest).max(m);
+            Some(' ') | None => {
+                if !path.is_empty()
+                    && let Ok(m) = std::fs::metadata(&path).and_then(|m| m.modified())
+                {
+                    newest = newest.max(m);
+                }
+                path.clear();
+                if chars.peek().is_none() {
+                    return Ok(newest);
+                }
+            }
+            Some(c) => path.push(c),
         }
     }
 }
@@ -194,20 +203,8 @@ pub fn binaries() -> Result<(PathBuf, PathBuf)> {
         .parent()
         .and_then(Path::parent)
         .ok_or_else(|| anyhow!("no target directory above {}", exe.display()))?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut out = Vec::new();
-    // What each binary is built from (the fleet manager's demo runs the agent too).
-    for (name, sources) in [
-        (
-            "fleet-manager",
-            &["firmware", "lib", "hw-profiles", "fleet-manager"][..],
-        ),
-        ("vrouter", &["firmware", "lib", "hw-profiles"][..]),
-    ] {
-        let mut newest = SystemTime::UNIX_EPOCH;
-        for d in sources {
-            newest_source(&root.join(d), &mut newest);
-        }
+    for name in ["fleet-manager", "vrouter"] {
         let bin = dir.join(name);
         let built = std::fs::metadata(&bin)
             .and_then(|m| m.modified())
@@ -217,6 +214,7 @@ pub fn binaries() -> Result<(PathBuf, PathBuf)> {
                     bin.display()
                 )
             })?;
+        let newest = newest_source(&dir.join(format!("{name}.d")))?;
         if built < newest {
             bail!(
                 "{} is older than its sources: rebuild it with `cargo build -p {name}`",
@@ -714,15 +712,29 @@ impl Lab {
         }
     }
 
-    /// Runs a client command; its standard output.
-    pub fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.fleet_manager)
+    /// Runs a client command; its exit status and standard output (for commands whose
+    /// exit code answers, like `explain` or `flows what-if`).
+    pub fn cli_status(&self, args: &[&str]) -> Result<(std::process::ExitStatus, String)> {
+        let out = self.cli_output(args)?;
+        Ok((
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    }
+
+    fn cli_output(&self, args: &[&str]) -> Result<std::process::Output> {
+        Ok(Command::new(&self.fleet_manager)
             .args(args)
             .args(["--server", &self.url, "--ca"])
             .arg(&self.ca)
             .arg("--token-file")
             .arg(&self.token)
-            .output()?;
+            .output()?)
+    }
+
+    /// Runs a client command that must succeed; its standard output.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = self.cli_output(args)?;
         if !out.status.success() {
             bail!(
                 "fleet-manager {args:?}: {}{}",

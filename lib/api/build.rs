@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 const PROTOS: &[&str] = &[
     "proto/palisade/program/v1/program.proto",
+    "proto/palisade/flow/v1/flow.proto",
     "proto/palisade/control/v1/control.proto",
     "proto/palisade/orchestrator/v1/orchestrator.proto",
 ];

@@ -12,8 +12,11 @@ use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};
 use palisade_dataplane::pipeline::{Disposition, Pipeline};
-use palisade_dataplane::session::NullSink;
+use palisade_dataplane::session::{NullSink, RecordSink};
 use palisade_ports::Port;
+
+/// How often an idle dataplane still ages its sessions (ns).
+pub const IDLE_TICK: u64 = 100_000_000;
 
 /// Most remembered (source, destination) MAC pairs of redirected frames.
 const MAX_REDIRECTED: usize = 65_536;
@@ -98,6 +101,7 @@ pub struct Forwarder {
     rx: Vec<Vec<u8>>,
     tx: Vec<Vec<Vec<u8>>>,
     outcomes: Vec<palisade_dataplane::pipeline::Outcome>,
+    last_tick: u64,
 }
 
 impl Forwarder {
@@ -114,6 +118,7 @@ impl Forwarder {
             rx: Vec::new(),
             tx: vec![Vec::new(); n],
             outcomes: Vec::new(),
+            last_tick: 0,
         }
     }
 
@@ -123,9 +128,29 @@ impl Forwarder {
     }
 
     /// One pass over every port at time `now` (ns); whether any frame was received.
+    /// Session records are dropped.
     pub fn poll(&mut self, now: u64) -> Result<bool> {
+        self.poll_with(now, &mut NullSink)
+    }
+
+    /// [`Forwarder::poll`], handing session records to `sink`. When no frame came in, the
+    /// session table still ages (idle sessions end, periodic records go out) every
+    /// [`IDLE_TICK`] ns.
+    pub fn poll_with(&mut self, now: u64, sink: &mut dyn RecordSink) -> Result<bool> {
+        let busy = self.poll_ports(now, sink)?;
+        if busy {
+            self.last_tick = now;
+        } else if now.saturating_sub(self.last_tick) >= IDLE_TICK {
+            self.outcomes.clear();
+            self.pipeline
+                .process::<Vec<u8>>(&[], now, &mut self.outcomes, sink);
+            self.last_tick = now;
+        }
+        Ok(busy)
+    }
+
+    fn poll_ports(&mut self, now: u64, sink: &mut dyn RecordSink) -> Result<bool> {
         let mut busy = false;
-        let mut sink = NullSink;
         for i in 0..self.ports.len() {
             self.rx.clear();
             if self.ports[i].recv(32, &mut self.rx, &mut self.spare)? == 0 {
@@ -162,7 +187,7 @@ impl Forwarder {
             }
             self.outcomes.clear();
             self.pipeline
-                .process(&self.rx, now, &mut self.outcomes, &mut sink);
+                .process(&self.rx, now, &mut self.outcomes, sink);
             for (frame, outcome) in self.rx.drain(..).zip(&self.outcomes) {
                 if let Some(m) = outcome
                     .mirror

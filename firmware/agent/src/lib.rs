@@ -18,8 +18,10 @@
 //! manager's demo runs several in one process.
 //!
 //! * [`forward`] — the forwarding loop shared with `vrouter run`;
-//! * [`state`] — the state directory.
+//! * [`state`] — the state directory;
+//! * [`flows`] — session records on their way to the manager.
 
+pub mod flows;
 pub mod forward;
 pub mod state;
 
@@ -33,8 +35,8 @@ use palisade_api::WireError;
 use palisade_api::delta::receive;
 use palisade_api::pb::control::v1::control_client::ControlClient;
 use palisade_api::pb::control::v1::{
-    AckRequest, Credentials, DeviceStatus, EnrollRequest, Place, Placement, ProgramUpdate,
-    RenewRequest, RuleCounters, RulePlacement, SubscribeRequest, ack_request,
+    AckRequest, Credentials, DeviceStatus, EnrollRequest, FlowReport, Place, Placement,
+    ProgramUpdate, RenewRequest, RuleCounters, RulePlacement, SubscribeRequest, ack_request,
 };
 use palisade_dataplane::pipeline::{Compiled, Pipeline, PipelineConfig, ProgramSlot};
 use palisade_hw_profiles::Profile;
@@ -77,6 +79,13 @@ pub struct Settings {
     pub status_every: Duration,
 }
 
+/// Most session records waiting for the manager (the oldest are dropped beyond).
+const FLOW_QUEUE: usize = 200_000;
+/// Records per `ReportFlows` call.
+const FLOW_BATCH: usize = 5_000;
+/// How often queued records are sent.
+const FLOW_REPORT_EVERY: Duration = Duration::from_millis(500);
+
 /// The program a device runs before it ever got one: no endpoints, everything dropped.
 fn nothing_yet(device: &str) -> Result<DeviceProgram> {
     Ok(DeviceProgram::new(ProgramParts {
@@ -108,6 +117,8 @@ struct Engine {
     applied: Mutex<Option<Arc<DeviceProgram>>>,
     placement: Mutex<Placement>,
     counters: Mutex<Counters>,
+    /// Session records waiting for the manager.
+    flows: Arc<flows::FlowQueue>,
     stop: AtomicBool,
 }
 
@@ -136,10 +147,14 @@ impl Engine {
 
 fn dataplane(mut forwarder: Forwarder, engine: Arc<Engine>) {
     let started = Instant::now();
+    let epoch_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut sink = flows::FlowSink::new(vec![Arc::clone(&engine.flows)], &engine.name, epoch_ms);
     let mut last_publish = started;
     let mut last_error: Option<Instant> = None;
     while !engine.stop.load(Ordering::Relaxed) {
-        let busy = match forwarder.poll(started.elapsed().as_nanos() as u64) {
+        let busy = match forwarder.poll_with(started.elapsed().as_nanos() as u64, &mut sink) {
             Ok(b) => b,
             Err(e) => {
                 if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
@@ -388,6 +403,8 @@ impl Agent {
         let renew_at = tokio::time::Instant::now() + renew_in;
         let mut status = tokio::time::interval(self.config.status_every);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flows = tokio::time::interval(FLOW_REPORT_EVERY);
+        flows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 message = stream.message() => match message {
@@ -400,6 +417,7 @@ impl Agent {
                         warn!("status report failed: {}", status_error("reporting status", &s));
                     }
                 }
+                _ = flows.tick() => self.report_flows(&mut client).await,
                 () = tokio::time::sleep_until(renew_at) => {
                     return self.renew(&mut client).await;
                 }
@@ -422,6 +440,33 @@ impl Agent {
                 Ok(())
             }
             Err(s) => Err(Failure::Retry(status_error("renewing the certificate", &s))),
+        }
+    }
+
+    /// Sends the queued session records; what the manager does not acknowledge goes back
+    /// to the queue for the next round.
+    async fn report_flows(&self, client: &mut ControlClient<Channel>) {
+        loop {
+            let batch = self.engine.flows.take(FLOW_BATCH);
+            if batch.is_empty() {
+                return;
+            }
+            let full = batch.len() == FLOW_BATCH;
+            let report = FlowReport {
+                records: batch.iter().map(palisade_api::flows::to_pb).collect(),
+            };
+            if let Err(s) = client.report_flows(report).await {
+                warn!(
+                    records = batch.len(),
+                    "flow report failed (kept for the next one): {}",
+                    status_error("reporting flows", &s)
+                );
+                self.engine.flows.put_back(batch);
+                return;
+            }
+            if !full {
+                return;
+            }
         }
     }
 
@@ -722,6 +767,7 @@ pub fn start(settings: Settings, wiring: Wiring) -> Result<Running> {
         applied: Mutex::new(stored.map(Arc::new)),
         placement: Mutex::new(placement),
         counters: Mutex::new(Counters::default()),
+        flows: Arc::new(flows::FlowQueue::new(FLOW_QUEUE)),
         stop: AtomicBool::new(false),
     });
     let dataplane = {

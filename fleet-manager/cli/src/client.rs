@@ -121,7 +121,7 @@ pub fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(f: F) -> Resu
         .block_on(f)
 }
 
-fn print_json<T: serde::Serialize>(value: &T) {
+pub fn print_json<T: serde::Serialize>(value: &T) {
     out!(
         "{}",
         serde_json::to_string(value).expect("API messages serialize")

@@ -374,6 +374,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 
 async fn demo(args: &Args, data: &std::path::Path) -> Result<ExitCode> {
     let running = start(ServeConfig {
+        telemetry: Default::default(),
         data: data.to_path_buf(),
         grpc_listen: args.grpc_listen,
         http_listen: Some(args.http_listen),

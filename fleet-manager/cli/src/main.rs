@@ -14,6 +14,7 @@ macro_rules! out {
 
 mod client;
 mod demo;
+mod flows;
 mod k8s;
 mod load;
 mod policy;
@@ -211,10 +212,43 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Flow telemetry: totals by tag pairs, rules, devices; top talkers; the flows
+    /// themselves; what a draft would change of recorded traffic.
+    #[command(subcommand)]
+    Flows(FlowsCommand),
     /// Print commit and device events as they happen (JSON lines).
     Watch {
         #[command(flatten)]
         connection: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlowsCommand {
+    /// Totals per group (or `--list` the flows) over a time window.
+    Query {
+        #[command(flatten)]
+        query: flows::QueryArgs,
+        #[command(flatten)]
+        connection: Connection,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Replays recorded sessions against a scope's drafts: which would change verdict
+    /// (exit 1 when any would).
+    WhatIf {
+        /// The scope whose drafts to try: global or project/NAME.
+        #[arg(long)]
+        draft: String,
+        /// Sessions recorded in the last DURATION: 90s, 15m, 2h, 7d.
+        #[arg(long, default_value = "1h", value_parser = palisade_flows::query::parse_duration)]
+        since: std::time::Duration,
+        #[command(flatten)]
+        connection: Connection,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
     },
 }
 
@@ -509,6 +543,17 @@ fn main() -> ExitCode {
             output,
         )),
         Command::Watch { connection } => block_on(client::watch(&connection)),
+        Command::Flows(FlowsCommand::Query {
+            query,
+            connection,
+            output,
+        }) => block_on(flows::query(&connection, &query, output)),
+        Command::Flows(FlowsCommand::WhatIf {
+            draft,
+            since,
+            connection,
+            output,
+        }) => block_on(flows::what_if(&connection, &draft, since, output)),
         Command::Policy(PolicyCommand::Check { paths, output }) => policy::check(&paths, output),
         Command::Policy(PolicyCommand::Compile {
             inventory,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use palisade_program::Action;
 use palisade_server::fleet::FleetConfig;
-use palisade_server::serve::{ServeConfig, start};
+use palisade_server::serve::{ServeConfig, TelemetryConfig, start};
 use tracing::info;
 
 use crate::{Foreign, Output};
@@ -46,6 +46,10 @@ pub struct Args {
     /// Verdict devices give traffic touching none of their local endpoints.
     #[arg(long, value_enum, default_value_t = Foreign::Allow)]
     foreign: Foreign,
+    /// How long flow records are kept in the embedded flow store (`flows.redb` in the data
+    /// directory): 90s, 15m, 2h, 7d, 1w.
+    #[arg(long, default_value = "7d", value_parser = palisade_flows::query::parse_duration)]
+    flow_retention: Duration,
     /// Output format of the start-up report.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -67,6 +71,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             },
             ack_timeout: Duration::from_secs_f64(args.ack_timeout.max(0.1)),
             certificate_validity: Duration::from_secs_f64((args.cert_hours * 3600.0).max(10.0)),
+        },
+        telemetry: TelemetryConfig {
+            store: None,
+            retention: args.flow_retention,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -5,7 +5,7 @@
 //! they were when the record was made.
 
 mod embedded;
-mod enrich;
+pub mod enrich;
 pub mod query;
 
 use std::future::Future;

@@ -172,6 +172,31 @@ fn tag_value(tags: &[String], kind: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Parses a duration as operators write it: `90s`, `15m`, `2h`, `7d`, `1w` (or a number of
+/// seconds).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = number.parse().map_err(|_| {
+        format!("duration `{text}`: expected a number and a unit, like 15m, 2h or 7d")
+    })?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        u => {
+            return Err(format!(
+                "duration `{text}`: unit `{u}` is not s, m, h, d or w"
+            ));
+        }
+    };
+    n.checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("duration `{text}` is too long"))
+}
+
 /// An IP protocol's name, or its number.
 pub fn protocol_name(number: u8) -> String {
     match number {
@@ -632,6 +657,20 @@ mod tests {
                 Field::SrcTag("application".into()),
                 Field::DstTag("tier".into())
             ]
+        );
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 604_800);
+        assert_eq!(parse_duration("30").unwrap().as_secs(), 30);
+        assert!(parse_duration("1y").unwrap_err().contains("unit `y`"));
+        assert!(
+            parse_duration("h")
+                .unwrap_err()
+                .contains("expected a number")
         );
     }
 

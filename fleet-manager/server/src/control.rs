@@ -7,8 +7,9 @@ use std::sync::Arc;
 use palisade_api::delta::{hash_from, update_for};
 use palisade_api::pb::control::v1::control_server::Control;
 use palisade_api::pb::control::v1::{
-    AckRequest, AckResponse, Credentials, DeviceStatus, EnrollRequest, ProgramUpdate, RenewRequest,
-    ReportStatusResponse, SubscribeRequest, ack_request,
+    AckRequest, AckResponse, Credentials, DeviceStatus, EnrollRequest, FlowReport,
+    FlowReportResponse, ProgramUpdate, RenewRequest, ReportStatusResponse, SubscribeRequest,
+    ack_request,
 };
 use palisade_program::{ContentHash, DeviceProgram};
 use tokio::sync::mpsc;
@@ -96,6 +97,9 @@ fn malformed(device: &str, call: &str, message: impl std::fmt::Display) -> Statu
 }
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<ProgramUpdate, Status>> + Send>>;
+
+/// Most records in one `ReportFlows` call.
+pub const MAX_FLOW_RECORDS: usize = 10_000;
 
 #[tonic::async_trait]
 impl Control for ControlService {
@@ -251,6 +255,39 @@ impl Control for ControlService {
             .await
             .map_err(|_| Status::unavailable("the manager is shutting down"))??;
         Ok(Response::new(AckResponse {}))
+    }
+
+    async fn report_flows(
+        &self,
+        request: Request<FlowReport>,
+    ) -> Result<Response<FlowReportResponse>, Status> {
+        let device = self.core.device(&request)?;
+        let report = request.into_inner();
+        if report.records.len() > MAX_FLOW_RECORDS {
+            return Err(malformed(
+                &device,
+                "ReportFlows",
+                format!(
+                    "{} records in one report; at most {MAX_FLOW_RECORDS}",
+                    report.records.len()
+                ),
+            ));
+        }
+        let mut records = Vec::with_capacity(report.records.len());
+        for (i, m) in report.records.iter().enumerate() {
+            let r = palisade_api::flows::from_pb(m, &device)
+                .map_err(|e| malformed(&device, "ReportFlows", format!("records[{i}]: {e}")))?;
+            records.push(r);
+        }
+        let stored = self
+            .core
+            .telemetry
+            .ingest(records)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(FlowReportResponse {
+            stored: stored as u64,
+        }))
     }
 
     async fn report_status(

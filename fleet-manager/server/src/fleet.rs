@@ -950,6 +950,23 @@ impl Fleet {
         )
     }
 
+    /// The programs every device would run if `scope`'s drafts were committed; nothing
+    /// changes. Refused when the scope has no drafts or they do not compile.
+    pub fn draft_programs(
+        &self,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, Arc<DeviceProgram>>, FleetError> {
+        let mut intent = self.intent.clone();
+        intent.commit(scope, None)?;
+        let ir = lower_all(&mut Lowerer::new(), &intent, &self.kubernetes, &self.index)?;
+        let compiled = Compiler::new(CompileOptions {
+            foreign: self.config.foreign,
+        })
+        .compile(Arc::clone(&self.index), Arc::new(ir), self.generation + 1)
+        .map_err(|e| FleetError::Compile(e.to_string()))?;
+        Ok(compiled.programs)
+    }
+
     /// Discards a scope's drafts.
     pub fn revert(&mut self, scope: &Scope) -> Result<Vec<DiffEntry>, FleetError> {
         let mut intent = self.intent.clone();

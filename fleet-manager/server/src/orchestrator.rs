@@ -9,7 +9,7 @@ use palisade_api::pb::orchestrator::v1 as pb;
 use palisade_api::pb::orchestrator::v1::orchestrator_server::Orchestrator;
 use palisade_intent::{Object, ObjectKey, ObjectKind, lang, yaml};
 use palisade_k8s::K8sPolicy;
-use palisade_program::{Direction, Packet, Protocol};
+use palisade_program::{Packet, Protocol};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -172,6 +172,109 @@ fn render(objects: &[Object], format: &str) -> Result<String, Status> {
         other => Err(Status::invalid_argument(format!(
             "format `{other}`: expected yaml, json or pal"
         ))),
+    }
+}
+
+/// Most records a what-if replay reads.
+const WHAT_IF_RECORDS: usize = 200_000;
+
+/// The window `[since, until)`; `until` 0 is now.
+fn window(since_ms: i64, until_ms: i64) -> Result<(i64, i64), Status> {
+    let to = if until_ms == 0 {
+        crate::fleet::now_ms() + 1
+    } else {
+        until_ms
+    };
+    if since_ms >= to {
+        return Err(Status::invalid_argument(format!(
+            "the window is empty: since {since_ms} is not before until {to}"
+        )));
+    }
+    Ok((since_ms, to))
+}
+
+/// A flow query from its message.
+fn flow_query(req: &pb::FlowQuery) -> Result<palisade_flows::Query, Status> {
+    let (from_ms, to_ms) = window(req.since_ms, req.until_ms)?;
+    Ok(palisade_flows::Query {
+        from_ms,
+        to_ms,
+        filter: palisade_flows::Filter::parse(&req.r#where).map_err(Status::invalid_argument)?,
+        group_by: palisade_flows::query::parse_group_by(&req.group_by)
+            .map_err(Status::invalid_argument)?,
+        order: match req.order.as_str() {
+            "" => palisade_flows::OrderBy::Bytes,
+            o => o
+                .parse()
+                .map_err(|e: String| Status::invalid_argument(format!("order: {e}")))?,
+        },
+        limit: req.limit as usize,
+    })
+}
+
+/// A stored flow as a message.
+fn flow_pb(f: &palisade_flows::Flow) -> palisade_api::pb::flow::v1::Flow {
+    palisade_api::pb::flow::v1::Flow {
+        record: Some(palisade_api::flows::to_pb(&f.record)),
+        src_endpoint: f.src_endpoint.clone(),
+        dst_endpoint: f.dst_endpoint.clone(),
+        src_tags: f.src_tags.clone(),
+        dst_tags: f.dst_tags.clone(),
+    }
+}
+
+/// Replays recorded sessions against `programs`: each distinct session (5-tuple) once, its
+/// recorded verdict denied if any device denied it.
+pub fn what_if_changes(
+    index: &palisade_inventory::InventoryIndex,
+    programs: &std::collections::BTreeMap<String, Arc<palisade_program::DeviceProgram>>,
+    flows: Vec<palisade_flows::Flow>,
+) -> pb::WhatIfResponse {
+    use palisade_flows::Verdict;
+    let mut sessions: std::collections::BTreeMap<_, palisade_flows::Flow> = Default::default();
+    for f in flows {
+        let r = &f.record;
+        let key = (r.src, r.dst, r.protocol, r.src_port, r.dst_port);
+        let denied = r.verdict == Verdict::Denied;
+        sessions
+            .entry(key)
+            .and_modify(|kept| {
+                if denied {
+                    kept.record.verdict = Verdict::Denied;
+                }
+            })
+            .or_insert(f);
+    }
+    let mut changes = Vec::new();
+    for f in sessions.values() {
+        let packet = crate::telemetry::packet_of(&f.record);
+        let sides = crate::telemetry::judge(index, programs, &packet);
+        if sides.is_empty() {
+            continue;
+        }
+        let allowed = sides.iter().all(|s| s.allowed);
+        let recorded = f.record.verdict == Verdict::Allowed;
+        if allowed != recorded {
+            changes.push(pb::WhatIfChange {
+                flow: Some(flow_pb(f)),
+                recorded: f.record.verdict.to_string(),
+                draft: if allowed { "allowed" } else { "denied" }.into(),
+                decided_by: sides
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} ({} of {}): {}",
+                            s.device, s.direction, s.endpoint, s.decided_by
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+    }
+    pb::WhatIfResponse {
+        sessions: sessions.len() as u64,
+        changes,
     }
 }
 
@@ -580,6 +683,84 @@ impl Orchestrator for OrchestratorService {
         explain(&fleet, &req).map(Response::new)
     }
 
+    async fn query_flows(
+        &self,
+        request: Request<pb::FlowQuery>,
+    ) -> Result<Response<pb::FlowQueryResponse>, Status> {
+        self.core.caller(&request)?;
+        let req = request.into_inner();
+        let query = flow_query(&req)?;
+        let store = &self.core.telemetry.store;
+        let unavailable = |e: palisade_flows::StoreError| Status::unavailable(e.to_string());
+        if req.list {
+            let limit = match req.limit {
+                0 => 1000,
+                n => n as usize,
+            };
+            let flows = store.flows(&query, limit).await.map_err(unavailable)?;
+            return Ok(Response::new(pb::FlowQueryResponse {
+                keys: Vec::new(),
+                rows: Vec::new(),
+                flows: flows.iter().map(flow_pb).collect(),
+            }));
+        }
+        let rows = store.aggregate(&query).await.map_err(unavailable)?;
+        Ok(Response::new(pb::FlowQueryResponse {
+            keys: query.group_by.iter().map(|k| k.to_string()).collect(),
+            rows: rows
+                .into_iter()
+                .map(|r| pb::FlowRow {
+                    key: r.key,
+                    sessions: r.sessions,
+                    packets: r.packets,
+                    bytes: r.bytes,
+                    records: r.records,
+                })
+                .collect(),
+            flows: Vec::new(),
+        }))
+    }
+
+    async fn what_if(
+        &self,
+        request: Request<pb::WhatIfRequest>,
+    ) -> Result<Response<pb::WhatIfResponse>, Status> {
+        self.core.caller(&request)?;
+        let req = request.into_inner();
+        let scope = parse_scope(&req.scope).map_err(|e| status_of(&e))?;
+        let (from_ms, to_ms) = window(req.since_ms, req.until_ms)?;
+        let query = palisade_flows::Query {
+            from_ms,
+            to_ms,
+            ..palisade_flows::Query::default()
+        };
+        let flows = self
+            .core
+            .telemetry
+            .store
+            .flows(&query, WHAT_IF_RECORDS)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let s = scope.clone();
+        let (index, programs) = self
+            .core
+            .with_fleet(move |f| {
+                f.draft_programs(&s)
+                    .map(|programs| (Arc::clone(f.index()), programs))
+            })
+            .await?
+            .map_err(|e| match e {
+                FleetError::Intent(palisade_intent::StoreError::NothingToCommit(_)) => {
+                    Status::failed_precondition(format!(
+                        "{}: no drafts to try (apply changes with drafting on first)",
+                        scope_text(&scope)
+                    ))
+                }
+                e => status_of(&e),
+            })?;
+        Ok(Response::new(what_if_changes(&index, &programs, flows)))
+    }
+
     async fn list_commits(
         &self,
         request: Request<pb::ListCommitsRequest>,
@@ -870,41 +1051,29 @@ pub fn explain(fleet: &Fleet, req: &pb::ExplainRequest) -> Result<pb::ExplainRes
     let mut text = intent_text;
     let mut devices = Vec::new();
     let mut device_allowed = true;
-    for (ip, direction) in [(src, Direction::Egress), (dst, Direction::Ingress)] {
-        let Some(palisade_inventory::AddressOwner::Endpoint(id)) = index.owner_of(ip) else {
-            continue;
-        };
-        let info = index.endpoint(id);
-        let device = &index.inventory().devices[info.device].name;
-        let Some(program) = fleet.program(device) else {
-            continue;
-        };
-        let Some(local) = program.endpoint_index(&info.name) else {
-            continue;
-        };
-        let v = program.evaluate_side(local, direction, &packet);
-        let decided_by = match v.decision {
-            palisade_program::Decision::Rule { rule, .. } => {
+    for side in crate::telemetry::judge(index, fleet.programs(), &packet) {
+        let decided_by = match &side.rule {
+            Some(rule) => {
+                let program_generation = fleet.program(&side.device).map_or(0, |p| p.generation());
                 let place = fleet
-                    .device(device)
+                    .device(&side.device)
                     .and_then(|d| d.acked.as_ref())
-                    .filter(|a| a.generation >= program.generation())
-                    .and_then(|a| a.placement.rules.get(&rule.id).cloned())
+                    .filter(|a| a.generation >= program_generation)
+                    .and_then(|a| a.placement.rules.get(rule).cloned())
                     .unwrap_or_else(|| "placement not reported yet".into());
-                format!("rule {} ({place})", rule.id)
+                format!("{} ({place})", side.decided_by)
             }
-            palisade_program::Decision::TierDefault { tier, action } => {
-                format!("{tier} tier default ({action})")
-            }
-            palisade_program::Decision::EndOfTiers => "end of tiers (allow)".into(),
+            None => side.decided_by.clone(),
         };
-        device_allowed &= v.allowed;
+        device_allowed &= side.allowed;
         text.push_str(&format!(
-            "  device {device} ({direction} of {}): {} by {decided_by}\n",
-            info.name,
-            if v.allowed { "allows" } else { "denies" }
+            "  device {} ({} of {}): {} by {decided_by}\n",
+            side.device,
+            side.direction,
+            side.endpoint,
+            if side.allowed { "allows" } else { "denies" }
         ));
-        devices.push(serde_json::json!({"device": device, "endpoint": info.name, "direction": direction, "allowed": v.allowed, "decided_by": decided_by}));
+        devices.push(serde_json::json!({"device": side.device, "endpoint": side.endpoint, "direction": side.direction, "allowed": side.allowed, "decided_by": decided_by}));
     }
     // Intent and programs agree (property-tested); the programs decide when only they speak.
     let allowed = intent_allowed.unwrap_or(device_allowed);

@@ -369,6 +369,24 @@ pub static ROUTES: &[Route] = &[
     )
     .with_body(),
     Route::new(
+        Method::POST,
+        "/v1/flows/query",
+        Rpc("QueryFlows"),
+        Read,
+        "Flow totals per group (tag pairs, rules, devices...) or the flows of a time window",
+        unary!(query_flows),
+    )
+    .with_body(),
+    Route::new(
+        Method::POST,
+        "/v1/flows/what-if",
+        Rpc("WhatIf"),
+        Read,
+        "Recorded sessions whose verdict a scope's drafts would change",
+        unary!(what_if),
+    )
+    .with_body(),
+    Route::new(
         Method::GET,
         "/v1/commits",
         Rpc("ListCommits"),
@@ -1220,6 +1238,7 @@ mod tests {
     async fn the_router_serves_the_table_and_refuses_the_rest() {
         let data = tempfile::tempdir().unwrap();
         let running = serve::start(ServeConfig {
+            telemetry: Default::default(),
             data: data.path().to_path_buf(),
             grpc_listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: None,

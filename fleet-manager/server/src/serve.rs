@@ -61,6 +61,35 @@ pub struct ServeConfig {
     /// Lifetime of the server certificate (rotated at half of it, without a restart);
     /// [`SERVER_CERT_VALIDITY`] by default.
     pub server_cert_validity: Duration,
+    /// Flow telemetry.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Where flows go and how long they stay.
+#[derive(Clone)]
+pub struct TelemetryConfig {
+    /// The flow store; `None`: the embedded one, `flows.redb` in the data directory.
+    pub store: Option<Arc<dyn palisade_flows::FlowStore>>,
+    /// Flows older than this are dropped (checked every minute).
+    pub retention: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            store: None,
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl std::fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryConfig")
+            .field("store", &self.store.as_ref().map(|_| "custom"))
+            .field("retention", &self.retention)
+            .finish()
+    }
 }
 
 /// Why the server could not start.
@@ -216,7 +245,16 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     for program in fleet.programs().values() {
         hub.publish(Arc::clone(program));
     }
+    let store: Arc<dyn palisade_flows::FlowStore> = match &config.telemetry.store {
+        Some(s) => Arc::clone(s),
+        None => Arc::new(
+            palisade_flows::EmbeddedStore::open(&config.data.join("flows.redb"))
+                .map_err(|e| ServeError::Other(e.to_string()))?,
+        ),
+    };
+    let telemetry = Arc::new(crate::telemetry::Telemetry::new(store, &fleet));
     let core = Arc::new(Core {
+        telemetry,
         fleet: Mutex::new(fleet),
         hub,
         ca: Arc::clone(&ca),
@@ -249,6 +287,11 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         config.server_cert_validity,
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(expire_flows(
+        Arc::clone(&core),
+        config.telemetry.retention,
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(watch_timeouts(Arc::clone(&core), shutdown_rx)));
     info!(%grpc_addr, http = ?http_addr, data = %config.data.display(), "fleet manager started");
     Ok(Running {
@@ -261,6 +304,22 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         shutdown,
         tasks,
     })
+}
+
+/// Drops flows older than `retention`, every minute.
+async fn expire_flows(core: Arc<Core>, retention: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let before = crate::fleet::now_ms() - retention.as_millis() as i64;
+        match core.telemetry.store.expire(before).await {
+            Ok(0) => {}
+            Ok(n) => info!(records = n, "flows past their retention dropped"),
+            Err(e) => warn!("flow retention: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 async fn serve_grpc(

@@ -64,6 +64,8 @@ pub struct Core {
     pub ca: Arc<Ca>,
     /// The TLS configuration of every listener (for CRL updates).
     pub tls: ServerTls,
+    /// Flow telemetry.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// Revoked serials and devices, for checking calls without taking the fleet's lock
     /// (a commit holds it while it compiles); kept current by [`Core::refresh_crl`].
     pub revoked: RwLock<RevokedView>,
@@ -122,6 +124,10 @@ impl Core {
         }
         for device in &effects.disconnect {
             self.hub.disconnect(device);
+        }
+        if !effects.commits.is_empty() {
+            let fleet = self.fleet.lock().expect("fleet lock");
+            self.telemetry.refresh(&fleet);
         }
         for generation in effects.commits {
             self.hub.emit(HubEvent::Commit(generation));

@@ -5,6 +5,7 @@
 //!   mapping (serde), which the REST mirror of the orchestrator API speaks.
 //! * [`wire`] converts between [`palisade_program::DeviceProgram`] and its message, refusing
 //!   malformed input with the path of the offending field.
+//! * [`flows`] converts flow records to and from their message.
 //! * [`delta`] expresses a program as changes from a base the device already runs, and
 //!   turns a [`pb::control::v1::ProgramUpdate`] back into a verified program: the rebuilt
 //!   program's content hash must equal the hash the manager sent, so a corrupted update is
@@ -13,6 +14,7 @@
 //! [`FILE_DESCRIPTOR_SET`] is what gRPC server reflection serves.
 
 pub mod delta;
+pub mod flows;
 pub mod wire;
 
 /// The encoded descriptors of every Palisade proto file, for server reflection.
@@ -28,6 +30,14 @@ pub mod pb {
         pub mod v1 {
             tonic::include_proto!("palisade.program.v1");
             include!(concat!(env!("OUT_DIR"), "/palisade.program.v1.serde.rs"));
+        }
+    }
+    /// `palisade.flow.v1`: flow records and stored flows.
+    pub mod flow {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("palisade.flow.v1");
+            include!(concat!(env!("OUT_DIR"), "/palisade.flow.v1.serde.rs"));
         }
     }
     /// `palisade.control.v1`: the device-facing service.

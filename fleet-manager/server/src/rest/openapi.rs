@@ -29,6 +29,8 @@ const SERVICE_METHOD: i32 = 2;
 /// The orchestrator's proto file, as compiled into `palisade_api`.
 pub(super) struct Protos {
     file: FileDescriptorProto,
+    /// The files it imports (flow records), whose types are named in full.
+    imports: Vec<FileDescriptorProto>,
     service: usize,
 }
 
@@ -37,17 +39,26 @@ impl Protos {
     pub(super) fn load() -> Protos {
         let set = FileDescriptorSet::decode(palisade_api::FILE_DESCRIPTOR_SET)
             .expect("palisade_api's descriptor set decodes");
-        let file = set
-            .file
+        let (mine, others): (Vec<_>, Vec<_>) =
+            set.file.into_iter().partition(|f| f.package() == PACKAGE);
+        let file = mine
             .into_iter()
-            .find(|f| f.package() == PACKAGE)
+            .next()
             .expect("palisade_api's descriptor set has the orchestrator package");
+        let imports = others
+            .into_iter()
+            .filter(|f| file.dependency.iter().any(|d| d == f.name()))
+            .collect();
         let service = file
             .service
             .iter()
             .position(|s| s.name() == SERVICE)
             .expect("the orchestrator package has the Orchestrator service");
-        Protos { file, service }
+        Protos {
+            file,
+            imports,
+            service,
+        }
     }
 
     /// The names of the service's RPCs.
@@ -79,76 +90,90 @@ impl Protos {
             .find(|(_, m)| m.name() == name)
     }
 
-    /// The leading comment at a source location, on one line.
+    /// The leading comment at a source location of the orchestrator's file, on one line.
     fn comment(&self, path: &[i32]) -> Option<String> {
-        let location = self
-            .file
-            .source_code_info
-            .as_ref()?
-            .location
-            .iter()
-            .find(|l| l.path == path)?;
-        let text = location
-            .leading_comments()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        (!text.is_empty()).then_some(text)
+        comment_in(&self.file, path)
     }
 
     fn schemas(&self) -> Map<String, Value> {
         let mut out = Map::new();
-        for (i, message) in self.file.message_type.iter().enumerate() {
-            out.insert(message.name().into(), self.message_schema(i, message));
-        }
-        for (i, e) in self.file.enum_type.iter().enumerate() {
-            let values: Vec<&str> = e.value.iter().map(|v| v.name()).collect();
-            let schema = json!({"type": "string", "enum": values});
-            out.insert(
-                e.name().into(),
-                described(schema, self.comment(&[FILE_ENUM, i as i32])),
-            );
+        for file in std::iter::once(&self.file).chain(&self.imports) {
+            // The orchestrator's own types by their short names; imported ones in full.
+            let prefix = if file.package() == PACKAGE {
+                String::new()
+            } else {
+                format!("{}.", file.package())
+            };
+            for (i, message) in file.message_type.iter().enumerate() {
+                out.insert(
+                    format!("{prefix}{}", message.name()),
+                    message_schema(file, i, message),
+                );
+            }
+            for (i, e) in file.enum_type.iter().enumerate() {
+                let values: Vec<&str> = e.value.iter().map(|v| v.name()).collect();
+                let schema = json!({"type": "string", "enum": values});
+                out.insert(
+                    format!("{prefix}{}", e.name()),
+                    described(schema, comment_in(file, &[FILE_ENUM, i as i32])),
+                );
+            }
         }
         out
     }
+}
 
-    fn message_schema(&self, index: usize, message: &DescriptorProto) -> Value {
-        let mut properties = Map::new();
-        for (j, field) in message.field.iter().enumerate() {
-            let path = [FILE_MESSAGE, index as i32, MESSAGE_FIELD, j as i32];
-            properties.insert(
-                field.json_name().into(),
-                described(field_schema(message, field), self.comment(&path)),
-            );
-        }
-        let mut description: Vec<String> = self
-            .comment(&[FILE_MESSAGE, index as i32])
-            .into_iter()
-            .collect();
-        for (k, _) in message.oneof_decl.iter().enumerate() {
-            // A proto3 `optional` field sits alone in a synthetic oneof; that is no choice.
-            let members: Vec<String> = message
-                .field
-                .iter()
-                .filter(|f| f.oneof_index == Some(k as i32) && !f.proto3_optional())
-                .map(|f| format!("`{}`", f.json_name()))
-                .collect();
-            if !members.is_empty() {
-                description.push(format!("At most one of {} is set.", members.join(", ")));
-            }
-        }
-        let schema = json!({
-            "type": "object",
-            "properties": properties,
-            "additionalProperties": false,
-        });
-        described(
-            schema,
-            (!description.is_empty()).then(|| description.join(" ")),
-        )
+/// The leading comment at a source location of `file`, on one line.
+fn comment_in(file: &FileDescriptorProto, path: &[i32]) -> Option<String> {
+    let location = file
+        .source_code_info
+        .as_ref()?
+        .location
+        .iter()
+        .find(|l| l.path == path)?;
+    let text = location
+        .leading_comments()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!text.is_empty()).then_some(text)
+}
+
+fn message_schema(file: &FileDescriptorProto, index: usize, message: &DescriptorProto) -> Value {
+    let mut properties = Map::new();
+    for (j, field) in message.field.iter().enumerate() {
+        let path = [FILE_MESSAGE, index as i32, MESSAGE_FIELD, j as i32];
+        properties.insert(
+            field.json_name().into(),
+            described(field_schema(message, field), comment_in(file, &path)),
+        );
     }
+    let mut description: Vec<String> = comment_in(file, &[FILE_MESSAGE, index as i32])
+        .into_iter()
+        .collect();
+    for (k, _) in message.oneof_decl.iter().enumerate() {
+        // A proto3 `optional` field sits alone in a synthetic oneof; that is no choice.
+        let members: Vec<String> = message
+            .field
+            .iter()
+            .filter(|f| f.oneof_index == Some(k as i32) && !f.proto3_optional())
+            .map(|f| format!("`{}`", f.json_name()))
+            .collect();
+        if !members.is_empty() {
+            description.push(format!("At most one of {} is set.", members.join(", ")));
+        }
+    }
+    let schema = json!({
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": false,
+    });
+    described(
+        schema,
+        (!description.is_empty()).then(|| description.join(" ")),
+    )
 }
 
 /// A message's or enum's name within the package, which is also its schema's name.

@@ -1,0 +1,410 @@
+//! The fleet manager's flow store on ClickHouse: a [`FlowStore`] whose queries run in the
+//! database, for fleets whose telemetry outgrows the embedded store.
+//!
+//! # Model
+//!
+//! Flows are rows of a MergeTree table (one per server, [`Layout::Single`]), or of MergeTree
+//! tables on shards under a Distributed table that inserts and queries go through
+//! ([`Layout::Sharded`]). Tables are created when missing. Rows are partitioned by day of
+//! their report time (`end_ms`) and sorted by it, so a query's time window reads only its
+//! part of the table. Addresses are 16 bytes (IPv4 mapped into IPv6) with their family, so a
+//! prefix is a range of bytes; tags are arrays of `type=value`.
+//!
+//! A [`Query`] becomes one `SELECT`: the window, the filter, the grouping keys (the same
+//! text as `Field::value`), sessions (`uniqExact` over the session's identity), totals,
+//! order and limit all run in ClickHouse, and the answers are those of the in-memory
+//! [`Aggregator`](palisade_flows::Aggregator) (the tests check it on a real server). Text from
+//! the query is bound, never spliced into the SQL.
+//!
+//! # Durability
+//!
+//! [`FlowStore::append`] is one `INSERT` (RowBinary over HTTP) and returns once the server
+//! answered it: the rows are then written into new parts on disk and visible to queries.
+//! Through a Distributed table the insert is synchronous (`insert_distributed_sync`): it
+//! returns once every shard has written its rows. ClickHouse does not `fsync` inserted
+//! parts by default, so what survives a server crash may not survive a power loss;
+//! an insert is atomic only per block of `max_insert_block_size` rows (default 1,048,576)
+//! and per partition (day).
+//!
+//! # Retention
+//!
+//! [`FlowStore::expire`] counts what it removes first, then drops the day partitions that
+//! hold only older flows (instant) and deletes older flows from a partition that also holds
+//! newer ones with an `ALTER TABLE ... DELETE` mutation, whose end it waits for. On a
+//! sharded layout it does so on each shard's table (a Distributed table takes neither).
+//!
+//! # ClickHouse versions
+//!
+//! It works with 18.16 (Debian 12's package) and later: the client sends no compressed
+//! data (18.16 does not take the client's LZ4 framing) and checks no schema (the check reads
+//! `RowBinaryWithNamesAndTypes` headers 18.16 does not send); the SQL uses functions 18.16
+//! has (`uniqExact`, `arrayFirst`, `IPv6NumToString`, ...), and no `IPv6` or
+//! `LowCardinality` types.
+
+mod config;
+mod rows;
+mod sql;
+
+use std::time::Duration;
+
+use clickhouse::{Client, Compression, Row};
+use palisade_flows::{BoxFuture, Flow, FlowStore, Query, Row as Totals, StoreError};
+use serde::Deserialize;
+
+pub use config::{Config, Layout, Shard};
+use rows::{FlowRef, FlowRow, TotalsRow};
+use sql::{DAY_MS, Sql};
+
+/// How long [`FlowStore::expire`] waits for a delete mutation to finish.
+const MUTATION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A flow store on ClickHouse.
+#[derive(Clone)]
+pub struct ClickHouseStore {
+    /// The server inserts and queries go to, in the flows table's database.
+    client: Client,
+    url: String,
+    /// The flows table's name (in the client's database).
+    name: String,
+    /// `database.table`.
+    table: String,
+    /// The MergeTree tables that hold the rows (one, or one per shard).
+    locals: Vec<Local>,
+}
+
+/// A MergeTree table.
+#[derive(Clone)]
+struct Local {
+    client: Client,
+    url: String,
+    database: String,
+    table: String,
+}
+
+impl Local {
+    fn qualified(&self) -> String {
+        format!("{}.{}", self.database, self.table)
+    }
+}
+
+fn client(config: &Config, url: &str) -> Client {
+    Client::default()
+        .with_url(url)
+        .with_user(&config.user)
+        .with_password(&config.password)
+        .with_compression(Compression::None)
+        .with_validation(false)
+}
+
+fn backend(url: &str, doing: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("clickhouse at {url}: {doing}: {e}"))
+}
+
+fn query(client: &Client, sql: &Sql) -> clickhouse::query::Query {
+    sql.binds
+        .iter()
+        .fold(client.query(&sql.text), |q, value| q.bind(value.as_str()))
+}
+
+async fn execute(client: &Client, url: &str, doing: &str, sql: &str) -> Result<(), StoreError> {
+    client
+        .query(sql)
+        .execute()
+        .await
+        .map_err(|e| backend(url, doing, e))
+}
+
+#[derive(Row, Deserialize)]
+struct ClusterShard {
+    shard_num: u32,
+    default_database: String,
+}
+
+impl ClickHouseStore {
+    /// Connects, and creates the databases and tables that are missing.
+    pub async fn open(config: &Config) -> Result<Self, StoreError> {
+        config.validate()?;
+        let server = client(config, &config.url);
+        let table = format!("{}.{}", config.database, config.table);
+        execute(
+            &server,
+            &config.url,
+            "creating the database",
+            &format!("CREATE DATABASE IF NOT EXISTS {}", config.database),
+        )
+        .await?;
+        let locals = match &config.layout {
+            Layout::Single => {
+                execute(
+                    &server,
+                    &config.url,
+                    "creating the flows table",
+                    &sql::create_merge_tree(&table),
+                )
+                .await?;
+                vec![Local {
+                    client: server.clone(),
+                    url: config.url.clone(),
+                    database: config.database.clone(),
+                    table: config.table.clone(),
+                }]
+            }
+            Layout::Sharded { cluster, shards } => {
+                let remote_database = Self::check_cluster(&server, config, cluster, shards).await?;
+                let mut locals = Vec::with_capacity(shards.len());
+                for shard in shards {
+                    let local = Local {
+                        client: client(config, &shard.url),
+                        url: shard.url.clone(),
+                        database: shard.database.clone(),
+                        table: config.local_table(),
+                    };
+                    execute(
+                        &local.client,
+                        &local.url,
+                        "creating a shard's database",
+                        &format!("CREATE DATABASE IF NOT EXISTS {}", local.database),
+                    )
+                    .await?;
+                    execute(
+                        &local.client,
+                        &local.url,
+                        "creating a shard's flows table",
+                        &sql::create_merge_tree(&local.qualified()),
+                    )
+                    .await?;
+                    locals.push(local);
+                }
+                execute(
+                    &server,
+                    &config.url,
+                    "creating the Distributed flows table",
+                    &sql::create_distributed(
+                        &table,
+                        cluster,
+                        &remote_database,
+                        &config.local_table(),
+                    ),
+                )
+                .await?;
+                locals
+            }
+        };
+        let client = match config.layout {
+            Layout::Single => server,
+            Layout::Sharded { .. } => server.with_setting("insert_distributed_sync", "1"),
+        }
+        .with_database(&config.database);
+        Ok(Self {
+            client,
+            url: config.url.clone(),
+            name: config.table.clone(),
+            table,
+            locals,
+        })
+    }
+
+    /// Checks the cluster the server knows against the configured shards; the database
+    /// the Distributed table names ("" when each replica's `default_database` decides).
+    async fn check_cluster(
+        server: &Client,
+        config: &Config,
+        cluster: &str,
+        shards: &[Shard],
+    ) -> Result<String, StoreError> {
+        let known: Vec<ClusterShard> = server
+            .query(
+                "SELECT shard_num, default_database FROM system.clusters \
+                 WHERE cluster = ? AND replica_num = 1 ORDER BY shard_num",
+            )
+            .bind(cluster)
+            .fetch_all()
+            .await
+            .map_err(|e| backend(&config.url, "reading system.clusters", e))?;
+        if known.len() != shards.len() {
+            return Err(StoreError::Backend(format!(
+                "clickhouse at {}: cluster `{cluster}` has {} shards in remote_servers, the config lists {}",
+                config.url,
+                known.len(),
+                shards.len()
+            )));
+        }
+        let first = &shards[0].database;
+        if shards.iter().all(|s| s.database == *first) {
+            return Ok(first.clone());
+        }
+        for (shard, known) in shards.iter().zip(&known) {
+            if shard.database != known.default_database {
+                return Err(StoreError::Backend(format!(
+                    "clickhouse at {}: shard {} of cluster `{cluster}`: the shards' databases differ, \
+                     so each replica's <default_database> must name its shard's; it is `{}`, the \
+                     config says `{}`",
+                    config.url, known.shard_num, known.default_database, shard.database
+                )));
+            }
+        }
+        Ok(String::new())
+    }
+
+    async fn append_all(&self, flows: &[Flow]) -> Result<(), StoreError> {
+        if flows.is_empty() {
+            return Ok(());
+        }
+        let err = |e| backend(&self.url, "inserting flows", e);
+        let mut insert = self
+            .client
+            .insert::<FlowRef<'_>>(&self.name)
+            .await
+            .map_err(err)?;
+        for flow in flows {
+            insert.write(&FlowRef::new(flow)).await.map_err(err)?;
+        }
+        insert.end().await.map_err(err)
+    }
+
+    async fn totals(&self, q: &Query) -> Result<Vec<Totals>, StoreError> {
+        let rows: Vec<TotalsRow> = query(&self.client, &sql::aggregate(q, &self.table))
+            .fetch_all()
+            .await
+            .map_err(|e| backend(&self.url, "aggregating flows", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Totals {
+                key: r.key,
+                sessions: r.sessions,
+                packets: r.packets,
+                bytes: r.bytes,
+                records: r.records,
+            })
+            .collect())
+    }
+
+    async fn select(&self, q: &Query, limit: usize) -> Result<Vec<Flow>, StoreError> {
+        let rows: Vec<FlowRow> = query(&self.client, &sql::flows(q, &self.table, limit))
+            .fetch_all()
+            .await
+            .map_err(|e| backend(&self.url, "selecting flows", e))?;
+        rows.into_iter().map(|r| r.into_flow(&self.table)).collect()
+    }
+
+    async fn expire_all(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut gone = 0;
+        for local in &self.locals {
+            gone += expire_local(local, before_ms).await?;
+        }
+        Ok(gone)
+    }
+}
+
+#[derive(Row, Deserialize)]
+struct PartitionAge {
+    partition: i64,
+    old: u64,
+}
+
+/// Removes a MergeTree table's flows reported before `before_ms`; how many.
+async fn expire_local(local: &Local, before_ms: i64) -> Result<u64, StoreError> {
+    let table = local.qualified();
+    let err = |doing: &'static str| move |e| backend(&local.url, doing, e);
+    // Partitions are `intDiv(end_ms, DAY_MS)`, monotonic: older rows are in these.
+    let partitions: Vec<PartitionAge> = local
+        .client
+        .query(&format!(
+            "SELECT intDiv(end_ms, {DAY_MS}) AS partition, countIf(end_ms < {before_ms}) AS old \
+             FROM {table} WHERE intDiv(end_ms, {DAY_MS}) <= {} GROUP BY partition HAVING old > 0",
+            before_ms / DAY_MS
+        ))
+        .fetch_all()
+        .await
+        .map_err(err("counting old flows"))?;
+    let mut mixed = false;
+    for p in &partitions {
+        // intDiv truncates toward zero: partition 0 spans (-DAY, DAY), a negative one
+        // ((p-1)*DAY, p*DAY], a positive one [p*DAY, (p+1)*DAY).
+        let newest_possible = if p.partition >= 0 {
+            p.partition
+                .checked_add(1)
+                .and_then(|n| n.checked_mul(DAY_MS))
+                .map(|n| n - 1)
+        } else {
+            p.partition.checked_mul(DAY_MS)
+        };
+        if newest_possible.is_some_and(|n| n < before_ms) {
+            execute(
+                &local.client,
+                &local.url,
+                "dropping an old partition",
+                &format!("ALTER TABLE {table} DROP PARTITION {}", p.partition),
+            )
+            .await?;
+        } else {
+            mixed = true;
+        }
+    }
+    if mixed {
+        execute(
+            &local.client,
+            &local.url,
+            "deleting old flows",
+            &format!("ALTER TABLE {table} DELETE WHERE end_ms < {before_ms}"),
+        )
+        .await?;
+        wait_for_mutations(local).await?;
+    }
+    Ok(partitions.iter().map(|p| p.old).sum())
+}
+
+/// Mutations run in the background (18.16 has no `mutations_sync`): waits until the
+/// table has none left to do.
+async fn wait_for_mutations(local: &Local) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let pending: u64 = local
+            .client
+            .query(
+                "SELECT count() FROM system.mutations \
+                 WHERE database = ? AND table = ? AND is_done = 0",
+            )
+            .bind(local.database.as_str())
+            .bind(local.table.as_str())
+            .fetch_one()
+            .await
+            .map_err(|e| backend(&local.url, "waiting for the delete mutation", e))?;
+        if pending == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > MUTATION_TIMEOUT {
+            return Err(backend(
+                &local.url,
+                "deleting old flows",
+                format!(
+                    "{pending} mutations of {} still running after {MUTATION_TIMEOUT:?} (see system.mutations)",
+                    local.qualified()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl FlowStore for ClickHouseStore {
+    fn append<'a>(&'a self, flows: &'a [Flow]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.append_all(flows))
+    }
+
+    fn aggregate<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Totals>, StoreError>> {
+        Box::pin(self.totals(query))
+    }
+
+    fn flows<'a>(
+        &'a self,
+        query: &'a Query,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Flow>, StoreError>> {
+        Box::pin(self.select(query, limit))
+    }
+
+    fn expire(&self, before_ms: i64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.expire_all(before_ms))
+    }
+}

@@ -1,0 +1,181 @@
+//! Flow telemetry in the manager: records from devices (the Control service's
+//! `ReportFlows`) and from IPFIX / NetFlow v9 exporters are enriched with the endpoints and
+//! tags of both ends as of the record's time, then appended to the flow store; queries and
+//! what-if replays read it back.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use palisade_flows::enrich::{End, View};
+use palisade_flows::{Enricher, Flow, FlowRecord, FlowStore, StoreError};
+use palisade_inventory::{AddressOwner, InventoryIndex};
+use palisade_program::{Decision, DeviceProgram, Direction, Packet};
+
+use crate::fleet::{Fleet, now_ms};
+
+/// Counters of what came in.
+#[derive(Debug, Default)]
+pub struct TelemetryStats {
+    /// Records stored.
+    pub records: AtomicU64,
+    /// Records refused (malformed) or lost (the store failed).
+    pub refused: AtomicU64,
+    /// IPFIX / NetFlow datagrams received.
+    pub datagrams: AtomicU64,
+    /// Datagrams dropped as malformed.
+    pub malformed: AtomicU64,
+}
+
+/// The manager's telemetry: the store, the enricher, counters.
+pub struct Telemetry {
+    /// Where flows go.
+    pub store: Arc<dyn FlowStore>,
+    enricher: RwLock<Enricher>,
+    /// Counters.
+    pub stats: TelemetryStats,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every address of the fleet's endpoints with its endpoint and effective tags.
+pub fn view_of(fleet: &Fleet) -> View {
+    let index = fleet.index();
+    let tags = palisade_intent::endpoint_tags(fleet.intent().committed(), index)
+        .unwrap_or_else(|_| vec![Vec::new(); index.endpoints().len()]);
+    let mut view = View::new();
+    for (id, e) in index.endpoints().iter().enumerate() {
+        let end = Arc::new(End {
+            endpoint: e.name.clone(),
+            tags: tags.get(id).cloned().unwrap_or_default(),
+        });
+        for a in &e.addresses {
+            view.insert(*a, Arc::clone(&end));
+        }
+    }
+    view
+}
+
+impl Telemetry {
+    /// Telemetry over `store`, tagging with the fleet's current view.
+    pub fn new(store: Arc<dyn FlowStore>, fleet: &Fleet) -> Self {
+        let mut enricher = Enricher::new();
+        enricher.update(0, view_of(fleet));
+        Self {
+            store,
+            enricher: RwLock::new(enricher),
+            stats: TelemetryStats::default(),
+        }
+    }
+
+    /// A commit took effect: records made from now on get its tags.
+    pub fn refresh(&self, fleet: &Fleet) {
+        let view = view_of(fleet);
+        self.enricher
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .update(now_ms(), view);
+    }
+
+    /// Enriches and stores records; resolves when they are durable.
+    pub async fn ingest(&self, records: Vec<FlowRecord>) -> Result<usize, StoreError> {
+        let flows: Vec<Flow> = {
+            let enricher = self.enricher.read().unwrap_or_else(|e| e.into_inner());
+            records.into_iter().map(|r| enricher.enrich(r)).collect()
+        };
+        let n = flows.len();
+        match self.store.append(&flows).await {
+            Ok(()) => {
+                self.stats.records.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(n)
+            }
+            Err(e) => {
+                self.stats.refused.fetch_add(n as u64, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// How one device judges its end of a connection.
+#[derive(Clone, Debug)]
+pub struct SideVerdict {
+    /// The device.
+    pub device: String,
+    /// The endpoint it judges for.
+    pub endpoint: String,
+    /// Egress (the initiator's end) or ingress (the responder's).
+    pub direction: Direction,
+    /// Whether it allows.
+    pub allowed: bool,
+    /// The deciding rule's id, if a rule decided.
+    pub rule: Option<String>,
+    /// What decided, in words: `rule shop/0020`, `application tier default (deny)`.
+    pub decided_by: String,
+}
+
+/// Each device's verdict on its end(s) of `packet`, from `programs` (missing programs and
+/// ends that are not endpoints have no say).
+pub fn judge(
+    index: &InventoryIndex,
+    programs: &BTreeMap<String, Arc<DeviceProgram>>,
+    packet: &Packet,
+) -> Vec<SideVerdict> {
+    let mut out = Vec::new();
+    for (ip, direction) in [
+        (packet.src, Direction::Egress),
+        (packet.dst, Direction::Ingress),
+    ] {
+        let Some(AddressOwner::Endpoint(id)) = index.owner_of(ip) else {
+            continue;
+        };
+        let info = index.endpoint(id);
+        let device = &index.inventory().devices[info.device].name;
+        let Some(program) = programs.get(device) else {
+            continue;
+        };
+        let Some(local) = program.endpoint_index(&info.name) else {
+            continue;
+        };
+        let v = program.evaluate_side(local, direction, packet);
+        let (rule, decided_by) = match v.decision {
+            Decision::Rule { rule, .. } => (Some(rule.id.to_string()), format!("rule {}", rule.id)),
+            Decision::TierDefault { tier, action } => {
+                (None, format!("{tier} tier default ({action})"))
+            }
+            Decision::EndOfTiers => (None, "end of tiers (allow)".into()),
+        };
+        out.push(SideVerdict {
+            device: device.clone(),
+            endpoint: info.name.clone(),
+            direction,
+            allowed: v.allowed,
+            rule,
+            decided_by,
+        });
+    }
+    out
+}
+
+/// The packet a flow's first packet was.
+pub fn packet_of(r: &FlowRecord) -> Packet {
+    Packet {
+        src: r.src,
+        dst: r.dst,
+        protocol: palisade_program::Protocol(r.protocol),
+        src_port: r.src_port,
+        dst_port: r.dst_port,
+    }
+}
+
+/// Whether `ip` is one of the fleet's endpoints.
+pub fn is_endpoint(index: &InventoryIndex, ip: IpAddr) -> bool {
+    matches!(index.owner_of(ip), Some(AddressOwner::Endpoint(_)))
+}
