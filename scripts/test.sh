@@ -11,10 +11,11 @@ cd "$(dirname "$0")/.."
 # Debian packages the test suite uses: a C toolchain; DPDK 22.11 with its tools (dpdk-dev
 # has dpdk-testpmd and dpdk-test-acl) and libclang for bindgen; iproute2 for veth and
 # namespace tests; openssl (s_client) as an outside TLS client of the manager; nc and ping
-# for the namespace scenarios' real traffic (hil-tests), ethtool for their DPDK variant.
-# (protoc comes with the build: protoc-bin-vendored.)
+# for the namespace scenarios' real traffic (hil-tests), ethtool for their DPDK variant;
+# net-snmp's clients and snmptrapd against our SNMP agents. (protoc comes with the build:
+# protoc-bin-vendored.)
 packages=(build-essential pkg-config libdpdk-dev dpdk dpdk-dev libclang-dev iproute2
-    openssl netcat-openbsd iputils-ping ethtool)
+    openssl netcat-openbsd iputils-ping ethtool snmp snmptrapd)
 
 missing=()
 for p in "${packages[@]}"; do
