@@ -12,10 +12,12 @@ cd "$(dirname "$0")/.."
 # has dpdk-testpmd and dpdk-test-acl) and libclang for bindgen; iproute2 for veth and
 # namespace tests; openssl (s_client) as an outside TLS client of the manager; nc and ping
 # for the namespace scenarios' real traffic (hil-tests), ethtool for their DPDK variant;
-# net-snmp's clients and snmptrapd against our SNMP agents. (protoc comes with the build:
-# protoc-bin-vendored.)
+# net-snmp's clients and snmptrapd against our SNMP agents; ClickHouse (the flow store's
+# server; the tests start their own) and nfdump / softflowd (IPFIX peers). (protoc comes
+# with the build: protoc-bin-vendored.)
 packages=(build-essential pkg-config libdpdk-dev dpdk dpdk-dev libclang-dev iproute2
-    openssl netcat-openbsd iputils-ping ethtool snmp snmptrapd)
+    openssl netcat-openbsd iputils-ping ethtool snmp snmptrapd clickhouse-server nfdump
+    softflowd)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -500,10 +500,71 @@ pub struct Lab {
     url: String,
     ca: PathBuf,
     token: PathBuf,
+    /// SNMP: where the manager and each agent answer, and where their traps go.
+    pub snmp: Snmp,
+    manager_args: Vec<String>,
+}
+
+/// The lab's SNMP: one configuration for every agent and the manager (community
+/// `palisade`, v3 user `admin` with SHA/AES), a port for each, one trap sink.
+#[derive(Clone, Debug)]
+pub struct Snmp {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The manager's UDP port on 127.0.0.1.
+    pub manager: u16,
+    /// Each device agent's UDP port on 127.0.0.1.
+    pub agents: BTreeMap<String, u16>,
+    /// Where traps go (127.0.0.1; nothing listens unless a test starts `snmptrapd` there).
+    pub traps: u16,
+}
+
+/// The v2c community of the lab's SNMP agents.
+pub const SNMP_COMMUNITY: &str = "palisade";
+
+/// A UDP port free on 127.0.0.1 right now.
+fn free_udp_port() -> Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Snmp {
+    fn new<'a>(work: &Path, devices: impl Iterator<Item = &'a String>) -> Result<Snmp> {
+        let traps = free_udp_port()?;
+        let config = work.join("snmp.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:0\n\
+                 views: {{all: {{include: [1.3.6.1]}}}}\n\
+                 communities: [{{name: {SNMP_COMMUNITY}, view: all}}]\n\
+                 users: [{{name: admin, auth: {{protocol: sha, passphrase: palisade-auth}}, \
+                 privacy: {{protocol: aes128, passphrase: palisade-priv}}, view: all}}]\n\
+                 trap_sinks: [{{address: \"127.0.0.1:{traps}\", community: {SNMP_COMMUNITY}}}]\n"
+            ),
+        )?;
+        let mut agents = BTreeMap::new();
+        for d in devices {
+            agents.insert(d.clone(), free_udp_port()?);
+        }
+        Ok(Snmp {
+            config,
+            manager: free_udp_port()?,
+            agents,
+            traps,
+        })
+    }
 }
 
 /// Starts `fleet-manager serve` on `work/data`; its start-up report.
-fn spawn_manager(bin: &Path, work: &Path, port: u16) -> Result<(Proc, serde_json::Value)> {
+fn spawn_manager(
+    bin: &Path,
+    work: &Path,
+    port: u16,
+    snmp: &Snmp,
+    extra: &[String],
+) -> Result<(Proc, serde_json::Value)> {
     let log = work.join(format!(
         "manager-{}.log",
         SystemTime::now()
@@ -515,6 +576,10 @@ fn spawn_manager(bin: &Path, work: &Path, port: u16) -> Result<(Proc, serde_json
         .arg(work.join("data"))
         .args(["--grpc-listen", &format!("127.0.0.1:{port}"), "--no-http"])
         .args(["--output", "json"])
+        .arg("--snmp-config")
+        .arg(&snmp.config)
+        .args(["--snmp-listen", &format!("127.0.0.1:{}", snmp.manager)])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
@@ -535,6 +600,17 @@ impl Lab {
 
     /// [`Lab::start`] with the agents' links on `driver`.
     pub fn start_with(scenario: &Scenario, work: &Path, driver: Driver) -> Result<Lab> {
+        Self::start_full(scenario, work, driver, &[])
+    }
+
+    /// [`Lab::start_with`], giving `fleet-manager serve` these extra arguments (e.g. a
+    /// ClickHouse flow store).
+    pub fn start_full(
+        scenario: &Scenario,
+        work: &Path,
+        driver: Driver,
+        manager_args: &[String],
+    ) -> Result<Lab> {
         let (fleet_manager, vrouter) = binaries()?;
         let inventory_path = scenario.dir.join(&scenario.inventory);
         let text = std::fs::read_to_string(&inventory_path)
@@ -548,7 +624,8 @@ impl Lab {
                 inspectors.push(Inspector::start(name, service_end)?);
             }
         }
-        let (manager, report) = spawn_manager(&fleet_manager, work, 0)?;
+        let snmp = Snmp::new(work, topology.ports.keys())?;
+        let (manager, report) = spawn_manager(&fleet_manager, work, 0, &snmp, manager_args)?;
         let field = |k: &str| report[k].as_str().unwrap_or_default().to_string();
         let url = field("grpc");
         let port = url.rsplit(':').next().unwrap_or("0").parse().unwrap_or(0);
@@ -564,6 +641,8 @@ impl Lab {
             url,
             ca: PathBuf::from(field("ca")),
             token: PathBuf::from(field("admin_token_file")),
+            snmp,
+            manager_args: manager_args.to_vec(),
         };
         let devices: Vec<(String, String)> = lab
             .topology
@@ -640,6 +719,11 @@ impl Lab {
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }
+        if let Some(port) = self.snmp.agents.get(device) {
+            cmd.arg("--snmp-config")
+                .arg(&self.snmp.config)
+                .args(["--snmp-listen", &format!("127.0.0.1:{port}")]);
+        }
         for (name, agent_end, _) in self.topology.services.get(device).into_iter().flatten() {
             cmd.args(["--service", &format!("{name}={agent_end}")]);
         }
@@ -666,7 +750,13 @@ impl Lab {
     /// Starts the manager again on its port and data.
     pub fn restart_manager(&mut self) -> Result<()> {
         self.kill_manager();
-        let (manager, _) = spawn_manager(&self.fleet_manager, &self.work, self.port)?;
+        let (manager, _) = spawn_manager(
+            &self.fleet_manager,
+            &self.work,
+            self.port,
+            &self.snmp,
+            &self.manager_args,
+        )?;
         self.manager = manager;
         Ok(())
     }

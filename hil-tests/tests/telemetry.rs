@@ -5,7 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use palisade_hil::{Expect, Lab, Scenario, is_root, wait_until};
+use palisade_hil::{Driver, Expect, Lab, Scenario, is_root, wait_until};
+
+// The ClickHouse server guard of the store's own tests.
+#[path = "../../fleet-manager/flows-clickhouse/tests/server/mod.rs"]
+#[allow(dead_code)]
+mod server;
 
 fn tcp(from: &str, to: &str, port: u16, allow: bool) -> Expect {
     Expect {
@@ -55,10 +60,29 @@ fn sessions_appear_in_flow_queries_with_tags_rule_and_verdict() {
         eprintln!("!!! SKIPPED: not root; the telemetry scenario did not run");
         return;
     }
+    run(&[]);
+}
+
+/// The same with the manager's flows in a ClickHouse server the test starts.
+#[test]
+fn the_same_with_flows_in_clickhouse() {
+    if !is_root() {
+        eprintln!("!!! SKIPPED: not root; the telemetry scenario (ClickHouse) did not run");
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(server) = runtime.block_on(server::Server::start("hil telemetry")) else {
+        return;
+    };
+    run(&["--clickhouse".into(), server.url()]);
+    drop(server);
+}
+
+fn run(manager_args: &[String]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/three-tier");
     let scenario = Scenario::load(&dir.join("scenario.yaml")).unwrap();
     let work = tempfile::tempdir().unwrap();
-    let lab = Lab::start(&scenario, work.path()).unwrap();
+    let lab = Lab::start_full(&scenario, work.path(), Driver::AfPacket, manager_args).unwrap();
     for e in [
         tcp("shop/web-prod", "shop/app-prod", 8080, true),
         tcp("shop/web-prod", "shop/app-dev", 8080, false),

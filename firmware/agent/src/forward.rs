@@ -122,6 +122,14 @@ impl Forwarder {
         }
     }
 
+    /// Each port's name and counters.
+    pub fn port_stats(&self) -> Vec<(String, palisade_ports::PortStats)> {
+        self.ports
+            .iter()
+            .map(|p| (p.name().to_string(), p.stats()))
+            .collect()
+    }
+
     /// The pipeline (counters, sessions, current program).
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline

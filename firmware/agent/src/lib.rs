@@ -23,8 +23,10 @@
 
 pub mod flows;
 pub mod forward;
+mod snmp;
 pub mod state;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -106,6 +108,11 @@ struct Counters {
     packets: u64,
     dropped: u64,
     rules: Vec<RuleCounters>,
+    /// Sessions created, and created denied, since start.
+    created: u64,
+    denied: u64,
+    /// Each port's counters.
+    ports: Vec<(String, palisade_ports::PortStats)>,
 }
 
 /// What the control side shares with the dataplane thread.
@@ -116,6 +123,12 @@ struct Engine {
     /// The program applied (None while running the drop-everything placeholder).
     applied: Mutex<Option<Arc<DeviceProgram>>>,
     placement: Mutex<Placement>,
+    /// Hardware table entries used by the applied program, and the engine's capacity.
+    table: Mutex<(u64, u64)>,
+    /// Where SNMP notifications go, once an SNMP agent runs.
+    traps: Mutex<Option<tokio::sync::mpsc::UnboundedSender<palisade_snmp::Notification>>>,
+    /// Whether the manager's program stream is up.
+    connected: AtomicBool,
     counters: Mutex<Counters>,
     /// Session records waiting for the manager.
     flows: Arc<flows::FlowQueue>,
@@ -128,6 +141,18 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Sends an SNMP notification, if an SNMP agent runs.
+    fn trap(&self, notification: palisade_snmp::Notification) {
+        if let Some(tx) = self
+            .traps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(notification);
+        }
     }
 
     fn counters(&self) -> Counters {
@@ -166,8 +191,9 @@ fn dataplane(mut forwarder: Forwarder, engine: Arc<Engine>) {
             }
         };
         if last_publish.elapsed() >= Duration::from_millis(500) {
-            *engine.counters.lock().unwrap_or_else(|e| e.into_inner()) =
-                counters(forwarder.pipeline());
+            let mut c = counters(forwarder.pipeline());
+            c.ports = forwarder.port_stats();
+            *engine.counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
             last_publish = Instant::now();
         }
         if !busy {
@@ -191,12 +217,29 @@ fn counters(pipeline: &Pipeline) -> Counters {
         .collect();
     rules.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.rule_id.cmp(&b.rule_id)));
     rules.truncate(MAX_RULE_COUNTERS);
+    let sessions = pipeline.sessions().counters();
     Counters {
         sessions: pipeline.sessions().len() as u64,
         packets: c.frames,
         dropped: c.dropped.values().sum(),
         rules,
+        created: sessions.created,
+        denied: sessions.denied,
+        ports: Vec::new(),
     }
+}
+
+/// Hardware table entries a plan uses, and the capacity of the engine it uses (0 when it
+/// uses none).
+fn table_use(plan: &ProgramPlan, profile: &Profile) -> (u64, u64) {
+    let used = (plan.egress.entries.len() + plan.ingress.entries.len()) as u64;
+    let capacity = [&plan.egress.engine, &plan.ingress.engine]
+        .into_iter()
+        .flatten()
+        .next()
+        .and_then(|name| profile.engines().iter().find(|e| &e.name == name))
+        .map_or(0, |e| e.capacity.get());
+    (used, capacity)
 }
 
 /// The acknowledgement's placement of a plan.
@@ -386,6 +429,7 @@ impl Agent {
         };
         info!(manager = %self.config.manager, "connected to the fleet manager");
         *up = true;
+        self.engine.connected.store(true, Ordering::Relaxed);
         // Say again what runs here: an acknowledgement lost with a manager that died before
         // recording it would otherwise leave its commit pending for ever.
         if let Some(p) = &applied {
@@ -502,8 +546,17 @@ impl Agent {
             .await
             .map_err(|e| Failure::Fatal(anyhow!("the apply task failed: {e}")))?;
         let result = match prepared {
-            Ok((program, compiled, placement)) => {
+            Ok((program, compiled, placement, table)) => {
                 self.state.save_program(&program).map_err(Failure::Fatal)?;
+                *self.engine.table.lock().unwrap_or_else(|e| e.into_inner()) = table;
+                if table.1 > 0 && table.0 >= table.1 {
+                    self.engine
+                        .trap(palisade_snmp::Notification::HardwareTableFull {
+                            device: self.engine.name.clone(),
+                            used: table.0,
+                            capacity: table.1,
+                        });
+                }
                 let program = Arc::new(program);
                 self.engine.slot.install(compiled);
                 *self
@@ -537,6 +590,11 @@ impl Agent {
                     generation,
                     "program refused, the previous one keeps running: {e:#}"
                 );
+                self.engine.trap(palisade_snmp::Notification::ApplyFailed {
+                    device: self.engine.name.clone(),
+                    generation,
+                    reason: format!("{e:#}"),
+                });
                 ack_request::Result::Error(format!("{e:#}"))
             }
         };
@@ -561,7 +619,7 @@ fn prepare(
     engine: &Engine,
     update: &ProgramUpdate,
     current: Option<Arc<DeviceProgram>>,
-) -> Result<(DeviceProgram, Compiled, Placement), Refusal> {
+) -> Result<(DeviceProgram, Compiled, Placement, (u64, u64)), Refusal> {
     let program = match receive(update, current.as_deref()) {
         Ok(p) => p,
         Err(e @ WireError::WrongBase { .. }) => return Err(Refusal::WrongBase(e)),
@@ -577,9 +635,10 @@ fn prepare(
     let plan = plan_program(&program, &engine.profile, PlanOptions::default())
         .map_err(|e| Refusal::Bad(anyhow!("offload planning failed: {e}")))?;
     let placement = placement(&plan, engine.profile.name());
+    let table = table_use(&plan, &engine.profile);
     let compiled = Compiled::new(program.clone())
         .map_err(|e| Refusal::Bad(anyhow!("the program does not compile: {e}")))?;
-    Ok((program, compiled, placement))
+    Ok((program, compiled, placement, table))
 }
 
 fn client(channel: Channel) -> ControlClient<Channel> {
@@ -602,7 +661,9 @@ async fn control(agent: Agent) -> Result<()> {
         if let Some(creds) = creds {
             let mut up = false;
             let started = Instant::now();
-            match agent.connected(&creds, &mut up).await {
+            let result = agent.connected(&creds, &mut up).await;
+            agent.engine.connected.store(false, Ordering::Relaxed);
+            match result {
                 Ok(()) => {
                     backoff = Duration::from_millis(250);
                     continue;
@@ -644,6 +705,7 @@ pub struct Running {
     engine: Arc<Engine>,
     dataplane: Option<std::thread::JoinHandle<()>>,
     control: tokio::task::JoinHandle<Result<()>>,
+    snmp: Option<palisade_snmp::SnmpHandle>,
 }
 
 /// What an agent enforces and what its dataplane counted, for people and tests.
@@ -693,6 +755,32 @@ impl Running {
         }
     }
 
+    /// Serves SNMP (SNMPv2-MIB, IF-MIB for the agent's ports, PALISADE-MIB's device group)
+    /// as `config` says, and sends its notifications (apply failed, hardware table full) to
+    /// the configured sinks. Fails when the address cannot be bound.
+    pub async fn serve_snmp(&mut self, config: palisade_snmp::SnmpConfig) -> Result<SocketAddr> {
+        let source = Arc::new(snmp::AgentMib::new(Arc::clone(&self.engine)));
+        let handle = palisade_snmp::serve(config, source)
+            .await
+            .context("starting the SNMP agent")?;
+        let addr = handle.local_addr();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.engine.traps.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        let handle = Arc::new(handle);
+        let sender = Arc::clone(&handle);
+        tokio::spawn(async move {
+            while let Some(n) = rx.recv().await {
+                let report = sender.send_trap(&n).await;
+                if !report.all_sent() {
+                    warn!("SNMP notification not delivered to every sink: {report:?}");
+                }
+            }
+        });
+        info!(%addr, "SNMP agent listening");
+        self.snmp = Arc::into_inner(handle);
+        Ok(addr)
+    }
+
     /// Stops the control task and the dataplane.
     pub fn stop(mut self) {
         self.control.abort();
@@ -731,9 +819,13 @@ pub fn start(settings: Settings, wiring: Wiring) -> Result<Running> {
             None
         }
     };
+    let mut table = (0, 0);
     let (initial, placement) = match &stored {
         Some(p) => match plan_program(p, &profile, PlanOptions::default()) {
-            Ok(plan) => (p.clone(), placement(&plan, profile.name())),
+            Ok(plan) => {
+                table = table_use(&plan, &profile);
+                (p.clone(), placement(&plan, profile.name()))
+            }
             Err(e) => {
                 warn!(
                     "offload planning of the stored program failed ({e}); its rules run in software"
@@ -766,6 +858,9 @@ pub fn start(settings: Settings, wiring: Wiring) -> Result<Running> {
         slot,
         applied: Mutex::new(stored.map(Arc::new)),
         placement: Mutex::new(placement),
+        table: Mutex::new(table),
+        traps: Mutex::new(None),
+        connected: AtomicBool::new(false),
         counters: Mutex::new(Counters::default()),
         flows: Arc::new(flows::FlowQueue::new(FLOW_QUEUE)),
         stop: AtomicBool::new(false),
@@ -793,6 +888,7 @@ pub fn start(settings: Settings, wiring: Wiring) -> Result<Running> {
         engine,
         dataplane: Some(dataplane),
         control: tokio::spawn(control(agent)),
+        snmp: None,
     })
 }
 

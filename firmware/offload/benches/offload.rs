@@ -46,7 +46,7 @@ fn generated_program(endpoints: usize, rules: usize) -> DeviceProgram {
                 Direction::Ingress
             },
             endpoints: (0..endpoints as u32)
-                .filter(|e| (*e as usize + j) % 8 == 0)
+                .filter(|e| (*e as usize + j).is_multiple_of(8))
                 .collect(),
             remote: Some((j % sets as usize) as u32),
             protocol: Some(if j % 5 == 0 {

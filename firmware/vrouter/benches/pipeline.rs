@@ -76,7 +76,9 @@ fn program(rules: usize) -> DeviceProgram {
             } else {
                 Direction::Ingress
             },
-            endpoints: (0..ENDPOINTS).filter(|e| (e + j as u32) % 4 == 0).collect(),
+            endpoints: (0..ENDPOINTS)
+                .filter(|e| (e + j as u32).is_multiple_of(4))
+                .collect(),
             remote: Some((j % sets) as u32),
             protocol: Some(Protocol::TCP),
             src_ports: vec![],

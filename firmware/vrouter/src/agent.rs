@@ -13,6 +13,8 @@
 //! status_every: 10                # seconds between status reports
 //! services: {ids: veth-ids}       # `redirect ids` rules hand connections to this port
 //! mirrors: {tap: veth-tap}        # `mirror tap` rules copy frames to this port
+//! snmp_config: snmp.yaml          # SNMP: communities, v3 users, views, trap sinks
+//! snmp_listen: 0.0.0.0:161        # (or the `listen` of snmp.yaml)
 //! ```
 
 use std::collections::HashMap;
@@ -71,6 +73,14 @@ pub struct Args {
     /// A mirror destination as `NAME=IFACE` (repeatable), for `mirror NAME` rules.
     #[arg(long = "mirror", value_name = "NAME=IFACE")]
     mirrors: Vec<String>,
+    /// Serve SNMP on this UDP address (e.g. `0.0.0.0:161`); communities, v3 users, views
+    /// and trap sinks come from --snmp-config.
+    #[arg(long, value_name = "ADDR:PORT")]
+    snmp_listen: Option<std::net::SocketAddr>,
+    /// SNMP configuration (YAML): communities, v3 users (SHA/AES), views, trap sinks, and
+    /// the listen address unless --snmp-listen gives it. See `lib/snmp/examples/snmp.yaml`.
+    #[arg(long, value_name = "FILE")]
+    snmp_config: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -89,6 +99,8 @@ struct FileConfig {
     services: HashMap<String, String>,
     #[serde(default)]
     mirrors: HashMap<String, String>,
+    snmp_listen: Option<std::net::SocketAddr>,
+    snmp_config: Option<PathBuf>,
 }
 
 /// The ports to run on.
@@ -145,6 +157,7 @@ pub struct Config {
     status_every: Duration,
     services: HashMap<String, String>,
     mirrors: HashMap<String, String>,
+    snmp: Option<palisade_snmp::SnmpConfig>,
 }
 
 /// `NAME=IFACE` pairs from flags over those of the file (a flag replaces the file's entry
@@ -208,6 +221,23 @@ fn resolve(args: &Args) -> Result<Config> {
         Some(s) => s.parse()?,
         None => PortsSpec::Memory,
     };
+    let snmp = match (
+        args.snmp_config.clone().or(rel(file.snmp_config)),
+        args.snmp_listen.or(file.snmp_listen),
+    ) {
+        (Some(path), listen) => {
+            let mut c = palisade_snmp::SnmpConfig::from_file(&path)
+                .map_err(|e| anyhow!("--snmp-config {}: {e}", path.display()))?;
+            if let Some(addr) = listen {
+                c.set_listen(addr);
+            }
+            Some(c)
+        }
+        (None, Some(_)) => bail!(
+            "--snmp-listen needs --snmp-config FILE: its communities or v3 users say who may read what"
+        ),
+        (None, None) => None,
+    };
     let status_every = args.status_every.or(file.status_every).unwrap_or(10.0);
     if !(status_every > 0.0 && status_every < 86_400.0) {
         bail!("--status-every {status_every}: give seconds between 0 and 86400");
@@ -239,6 +269,7 @@ fn resolve(args: &Args) -> Result<Config> {
         status_every: Duration::from_secs_f64(status_every),
         services: named(&args.services, file.services, "service")?,
         mirrors: named(&args.mirrors, file.mirrors, "mirror")?,
+        snmp,
     })
 }
 
@@ -347,6 +378,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         status_every: config.status_every,
     };
     let wiring = open_ports(&config.ports, &config.services, &config.mirrors)?;
+    let snmp = config.snmp;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -354,6 +386,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
         let mut agent = palisade_agent::start(settings, wiring)?;
+        if let Some(snmp) = snmp {
+            agent.serve_snmp(snmp).await?;
+        }
         let result = tokio::select! {
             r = agent.finished() => r,
             () = stopped() => {

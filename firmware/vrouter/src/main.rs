@@ -27,7 +27,7 @@ enum Command {
     /// Run the dataplane on configured ports with a device program and a hardware profile.
     Run(run::Args),
     /// Run under a fleet manager: enroll, receive programs over mTLS, enforce them, report.
-    Agent(agent::Args),
+    Agent(Box<agent::Args>),
 }
 
 /// Logs to standard error; `RUST_LOG` filters (default `info`).

@@ -179,7 +179,7 @@ impl<'a> Repr<'a> {
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, header: &mut Header<T>) {
         let len = self.buffer_len();
         assert!(
-            len % 4 == 0 && len <= MAX_HEADER_LEN,
+            len.is_multiple_of(4) && len <= MAX_HEADER_LEN,
             "AH integrity check value must be a multiple of 4 bytes, at most 1016"
         );
         header.set_next_header(self.next_header);

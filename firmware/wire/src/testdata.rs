@@ -36,7 +36,7 @@ pub(crate) fn bytes(hex: &str) -> Vec<u8> {
             _ => panic!("not a hex digit: {}", b as char),
         })
         .collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits");
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
     digits
         .chunks(2)
         .map(|pair| pair[0] << 4 | pair[1])

@@ -374,6 +374,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 
 async fn demo(args: &Args, data: &std::path::Path) -> Result<ExitCode> {
     let running = start(ServeConfig {
+        snmp: None,
         telemetry: Default::default(),
         data: data.to_path_buf(),
         grpc_listen: args.grpc_listen,
@@ -579,6 +580,10 @@ async fn demo(args: &Args, data: &std::path::Path) -> Result<ExitCode> {
                 out!("  {exports}");
                 out!("  fleet-manager devices; fleet-manager status");
                 out!("  fleet-manager explain --from shop/web-prod --to shop/app-dev --port 8080");
+                out!(
+                    "  fleet-manager flows query --group-by src.deployment,src.tier,dst.deployment,dst.tier,verdict"
+                );
+                out!("  fleet-manager flows query --where verdict=denied --list");
                 if let Some(r) = &rest {
                     out!(
                         "  curl --cacert {} -H \"Authorization: Bearer $(cat {})\" {r}/v1/devices",
@@ -604,11 +609,17 @@ async fn demo(args: &Args, data: &std::path::Path) -> Result<ExitCode> {
                     })
                     .collect();
                 out!(
-                    "round {round}: {} allowed, {} denied, {agree}/{} agree with explain; {}",
+                    "round {round}: {} allowed, {} denied, {agree}/{} agree with explain; {}; {} flow records stored",
                     outcomes.iter().filter(|o| o.allowed).count(),
                     outcomes.iter().filter(|o| !o.allowed).count(),
                     outcomes.len(),
-                    snapshots.join("; ")
+                    snapshots.join("; "),
+                    running
+                        .core
+                        .telemetry
+                        .stats
+                        .records
+                        .load(std::sync::atomic::Ordering::Relaxed)
                 );
             }
         }

@@ -50,6 +50,34 @@ pub struct Args {
     /// directory): 90s, 15m, 2h, 7d, 1w.
     #[arg(long, default_value = "7d", value_parser = palisade_flows::query::parse_duration)]
     flow_retention: Duration,
+    /// Keep flows in ClickHouse instead of the embedded store: its HTTP interface, e.g.
+    /// `http://127.0.0.1:8123` (user and password from PALISADE_CLICKHOUSE_USER and
+    /// PALISADE_CLICKHOUSE_PASSWORD). Tables are created if missing.
+    #[arg(long, value_name = "URL")]
+    clickhouse: Option<String>,
+    /// The ClickHouse database of the flows table.
+    #[arg(long, default_value = "palisade", requires = "clickhouse")]
+    clickhouse_database: String,
+    /// Spread flows over a ClickHouse cluster (as named in the servers' `remote_servers`)
+    /// through a Distributed table; give its shards with --clickhouse-shard.
+    #[arg(long, value_name = "NAME", requires = "clickhouse_shards")]
+    clickhouse_cluster: Option<String>,
+    /// A shard of --clickhouse-cluster as `URL#DATABASE` (repeatable, in the cluster's
+    /// order): each holds a MergeTree table of its part of the flows.
+    #[arg(
+        long = "clickhouse-shard",
+        value_name = "URL#DATABASE",
+        requires = "clickhouse_cluster"
+    )]
+    clickhouse_shards: Vec<String>,
+    /// Serve SNMP on this UDP address (e.g. `0.0.0.0:161`): the fleet's devices and their
+    /// state (PALISADE-MIB), device-lost notifications; credentials from --snmp-config.
+    #[arg(long, value_name = "ADDR:PORT")]
+    snmp_listen: Option<SocketAddr>,
+    /// SNMP configuration (YAML): communities, v3 users (SHA/AES), views, trap sinks, and
+    /// the listen address unless --snmp-listen gives it. See `lib/snmp/examples/snmp.yaml`.
+    #[arg(long, value_name = "FILE")]
+    snmp_config: Option<PathBuf>,
     /// Output format of the start-up report.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -58,6 +86,20 @@ pub struct Args {
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn run(args: &Args) -> Result<ExitCode> {
     crate::logging();
+    let snmp = match (&args.snmp_config, args.snmp_listen) {
+        (Some(path), listen) => {
+            let mut c = palisade_snmp::SnmpConfig::from_file(path)
+                .map_err(|e| anyhow::anyhow!("--snmp-config {}: {e}", path.display()))?;
+            if let Some(addr) = listen {
+                c.set_listen(addr);
+            }
+            Some(c)
+        }
+        (None, Some(_)) => anyhow::bail!(
+            "--snmp-listen needs --snmp-config FILE: its communities or v3 users say who may read what"
+        ),
+        (None, None) => None,
+    };
     let config = ServeConfig {
         data: args.data.clone(),
         grpc_listen: args.grpc_listen,
@@ -76,12 +118,22 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             store: None,
             retention: args.flow_retention,
         },
+        snmp,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        let mut config = config;
+        if let Some(url) = &args.clickhouse {
+            let store =
+                palisade_flows_clickhouse::ClickHouseStore::open(&clickhouse_config(url, args)?)
+                    .await
+                    .with_context(|| format!("opening the ClickHouse flow store at {url}"))?;
+            info!(%url, "flows go to ClickHouse");
+            config.telemetry.store = Some(std::sync::Arc::new(store));
+        }
         let running = start(config).await?;
         let grpc = format!("https://{}", running.grpc_addr);
         let rest = running.http_addr.map(|a| format!("https://{a}"));
@@ -95,6 +147,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                     "ca": running.ca_file,
                     "admin_token_file": running.admin_token_file,
                     "first_start": running.first_start,
+                    "snmp": running.snmp_addr,
                 })
             ),
             Output::Text => {
@@ -102,6 +155,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 println!("  gRPC (devices, orchestrators): {grpc}");
                 if let Some(r) = &rest {
                     println!("  REST:                          {r}  (OpenAPI: {r}/openapi.json)");
+                }
+                if let Some(a) = running.snmp_addr {
+                    println!("  SNMP:                          udp {a}");
                 }
                 println!(
                     "  CA certificate:                {}",
@@ -132,6 +188,39 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The ClickHouse store's configuration from the flags and the environment.
+fn clickhouse_config(url: &str, args: &Args) -> Result<palisade_flows_clickhouse::Config> {
+    use palisade_flows_clickhouse::{Config, Layout, Shard};
+    let mut c = Config::new(url);
+    c.database = args.clickhouse_database.clone();
+    if let Ok(user) = std::env::var("PALISADE_CLICKHOUSE_USER") {
+        c.user = user;
+    }
+    if let Ok(password) = std::env::var("PALISADE_CLICKHOUSE_PASSWORD") {
+        c.password = password;
+    }
+    if let Some(cluster) = &args.clickhouse_cluster {
+        let shards = args
+            .clickhouse_shards
+            .iter()
+            .map(|s| {
+                let (url, database) = s.split_once('#').ok_or_else(|| {
+                    anyhow::anyhow!("--clickhouse-shard `{s}`: expected URL#DATABASE")
+                })?;
+                Ok(Shard {
+                    url: url.to_string(),
+                    database: database.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        c.layout = Layout::Sharded {
+            cluster: cluster.clone(),
+            shards,
+        };
+    }
+    Ok(c)
 }
 
 /// Resolves at Ctrl-C or SIGTERM.

@@ -3,7 +3,7 @@
 use palisade_flows::StoreError;
 
 /// How to reach ClickHouse and which tables to use.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// The HTTP interface that inserts and queries go to (`http://127.0.0.1:8123`).
     pub url: String,
@@ -53,6 +53,26 @@ impl Config {
     /// The MergeTree table's name on every shard (sharded layout).
     pub(crate) fn local_table(&self) -> String {
         format!("{}_local", self.table)
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<hidden>"
+                },
+            )
+            .field("database", &self.database)
+            .field("table", &self.table)
+            .field("layout", &self.layout)
+            .finish()
     }
 }
 
@@ -116,6 +136,8 @@ mod tests {
     fn names_are_checked_before_they_reach_sql() {
         let mut c = Config::new("http://127.0.0.1:8123");
         assert!(c.validate().is_ok());
+        c.password = "s3cret".into();
+        assert!(!format!("{c:?}").contains("s3cret"));
         for bad in ["", "1flows", "flows`; DROP TABLE x", "a-b", "é"] {
             c.table = bad.into();
             let e = c.validate().unwrap_err().to_string();

@@ -16,6 +16,28 @@
 //! [`Aggregator`](palisade_flows::Aggregator) (the tests check it on a real server). Text from
 //! the query is bound, never spliced into the SQL.
 //!
+//! ```no_run
+//! # async fn top_talkers() -> Result<(), palisade_flows::StoreError> {
+//! use palisade_flows::query::{Filter, parse_group_by};
+//! use palisade_flows::{FlowStore, Query};
+//! use palisade_flows_clickhouse::{ClickHouseStore, Config};
+//!
+//! let store = ClickHouseStore::open(&Config::new("http://127.0.0.1:8123")).await?;
+//! let denied = Query {
+//!     from_ms: 0,
+//!     to_ms: i64::MAX,
+//!     filter: Filter::parse("verdict=denied").expect("a filter"),
+//!     group_by: parse_group_by("src.tier,dst.tier").expect("keys"),
+//!     limit: 10,
+//!     ..Query::default()
+//! };
+//! for row in store.aggregate(&denied).await? {
+//!     println!("{:?}: {} bytes in {} sessions", row.key, row.bytes, row.sessions);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Durability
 //!
 //! [`FlowStore::append`] is one `INSERT` (RowBinary over HTTP) and returns once the server
@@ -35,11 +57,13 @@
 //!
 //! # ClickHouse versions
 //!
-//! It works with 18.16 (Debian 12's package) and later: the client sends no compressed
-//! data (18.16 does not take the client's LZ4 framing) and checks no schema (the check reads
-//! `RowBinaryWithNamesAndTypes` headers 18.16 does not send); the SQL uses functions 18.16
-//! has (`uniqExact`, `arrayFirst`, `IPv6NumToString`, ...), and no `IPv6` or
-//! `LowCardinality` types.
+//! It works with 18.16 (Debian 12's package) and later. The client's schema check is off:
+//! it asks for `RowBinaryWithNamesAndTypes` and settings 18.16 does not know (rows are
+//! plain `RowBinary` in the column order, checked by the tests on a real server).
+//! Compression is off: 18.16 never compresses its answers for this client (it would take
+//! LZ4-compressed inserts). The SQL uses what 18.16 has (`uniqExact`, `arrayFirst`,
+//! `IPv6NumToString`, mutations, ...) and no `IPv6` type (newer) or `LowCardinality`
+//! (experimental in 18.16).
 
 mod config;
 mod rows;
@@ -52,7 +76,7 @@ use palisade_flows::{BoxFuture, Flow, FlowStore, Query, Row as Totals, StoreErro
 use serde::Deserialize;
 
 pub use config::{Config, Layout, Shard};
-use rows::{FlowRef, FlowRow, TotalsRow};
+use rows::{FlowRow, TotalsRow};
 use sql::{DAY_MS, Sql};
 
 /// How long [`FlowStore::expire`] waits for a delete mutation to finish.
@@ -84,6 +108,23 @@ struct Local {
 impl Local {
     fn qualified(&self) -> String {
         format!("{}.{}", self.database, self.table)
+    }
+
+    async fn create(&self) -> Result<(), StoreError> {
+        execute(
+            &self.client,
+            &self.url,
+            "creating the database",
+            &format!("CREATE DATABASE IF NOT EXISTS {}", self.database),
+        )
+        .await?;
+        execute(
+            &self.client,
+            &self.url,
+            "creating the flows table",
+            &sql::create_merge_tree(&self.qualified()),
+        )
+        .await
     }
 }
 
@@ -126,73 +167,60 @@ impl ClickHouseStore {
         config.validate()?;
         let server = client(config, &config.url);
         let table = format!("{}.{}", config.database, config.table);
-        execute(
-            &server,
-            &config.url,
-            "creating the database",
-            &format!("CREATE DATABASE IF NOT EXISTS {}", config.database),
-        )
-        .await?;
-        let locals = match &config.layout {
-            Layout::Single => {
-                execute(
-                    &server,
-                    &config.url,
-                    "creating the flows table",
-                    &sql::create_merge_tree(&table),
-                )
-                .await?;
+        // The shards' tables, and the Distributed table over them (a cluster that does
+        // not match the configuration is refused before anything is created).
+        let (locals, distributed) = match &config.layout {
+            Layout::Single => (
                 vec![Local {
                     client: server.clone(),
                     url: config.url.clone(),
                     database: config.database.clone(),
                     table: config.table.clone(),
-                }]
-            }
+                }],
+                None,
+            ),
             Layout::Sharded { cluster, shards } => {
                 let remote_database = Self::check_cluster(&server, config, cluster, shards).await?;
-                let mut locals = Vec::with_capacity(shards.len());
-                for shard in shards {
-                    let local = Local {
+                let locals = shards
+                    .iter()
+                    .map(|shard| Local {
                         client: client(config, &shard.url),
                         url: shard.url.clone(),
                         database: shard.database.clone(),
                         table: config.local_table(),
-                    };
-                    execute(
-                        &local.client,
-                        &local.url,
-                        "creating a shard's database",
-                        &format!("CREATE DATABASE IF NOT EXISTS {}", local.database),
-                    )
-                    .await?;
-                    execute(
-                        &local.client,
-                        &local.url,
-                        "creating a shard's flows table",
-                        &sql::create_merge_tree(&local.qualified()),
-                    )
-                    .await?;
-                    locals.push(local);
-                }
+                    })
+                    .collect();
+                let ddl = sql::create_distributed(
+                    &table,
+                    cluster,
+                    &remote_database,
+                    &config.local_table(),
+                );
+                (locals, Some(ddl))
+            }
+        };
+        for local in &locals {
+            local.create().await?;
+        }
+        let client = match distributed {
+            None => server,
+            Some(ddl) => {
+                execute(
+                    &server,
+                    &config.url,
+                    "creating the database",
+                    &format!("CREATE DATABASE IF NOT EXISTS {}", config.database),
+                )
+                .await?;
                 execute(
                     &server,
                     &config.url,
                     "creating the Distributed flows table",
-                    &sql::create_distributed(
-                        &table,
-                        cluster,
-                        &remote_database,
-                        &config.local_table(),
-                    ),
+                    &ddl,
                 )
                 .await?;
-                locals
+                server.with_setting("insert_distributed_sync", "1")
             }
-        };
-        let client = match config.layout {
-            Layout::Single => server,
-            Layout::Sharded { .. } => server.with_setting("insert_distributed_sync", "1"),
         }
         .with_database(&config.database);
         Ok(Self {
@@ -253,11 +281,11 @@ impl ClickHouseStore {
         let err = |e| backend(&self.url, "inserting flows", e);
         let mut insert = self
             .client
-            .insert::<FlowRef<'_>>(&self.name)
+            .insert::<FlowRow<'_>>(&self.name)
             .await
             .map_err(err)?;
         for flow in flows {
-            insert.write(&FlowRef::new(flow)).await.map_err(err)?;
+            insert.write(&FlowRow::new(flow)).await.map_err(err)?;
         }
         insert.end().await.map_err(err)
     }
@@ -280,11 +308,15 @@ impl ClickHouseStore {
     }
 
     async fn select(&self, q: &Query, limit: usize) -> Result<Vec<Flow>, StoreError> {
-        let rows: Vec<FlowRow> = query(&self.client, &sql::flows(q, &self.table, limit))
-            .fetch_all()
-            .await
-            .map_err(|e| backend(&self.url, "selecting flows", e))?;
-        rows.into_iter().map(|r| r.into_flow(&self.table)).collect()
+        let err = |e| backend(&self.url, "selecting flows", e);
+        let mut cursor = query(&self.client, &sql::flows(q, &self.table, limit))
+            .fetch::<FlowRow<'_>>()
+            .map_err(err)?;
+        let mut flows = Vec::new();
+        while let Some(row) = cursor.next().await.map_err(err)? {
+            flows.push(row.into_flow(&self.table)?);
+        }
+        Ok(flows)
     }
 
     async fn expire_all(&self, before_ms: i64) -> Result<u64, StoreError> {
@@ -305,7 +337,6 @@ struct PartitionAge {
 /// Removes a MergeTree table's flows reported before `before_ms`; how many.
 async fn expire_local(local: &Local, before_ms: i64) -> Result<u64, StoreError> {
     let table = local.qualified();
-    let err = |doing: &'static str| move |e| backend(&local.url, doing, e);
     // Partitions are `intDiv(end_ms, DAY_MS)`, monotonic: older rows are in these.
     let partitions: Vec<PartitionAge> = local
         .client
@@ -316,7 +347,7 @@ async fn expire_local(local: &Local, before_ms: i64) -> Result<u64, StoreError> 
         ))
         .fetch_all()
         .await
-        .map_err(err("counting old flows"))?;
+        .map_err(|e| backend(&local.url, "counting old flows", e))?;
     let mut mixed = false;
     for p in &partitions {
         // intDiv truncates toward zero: partition 0 spans (-DAY, DAY), a negative one
@@ -383,7 +414,7 @@ async fn wait_for_mutations(local: &Local) -> Result<(), StoreError> {
                 ),
             ));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -1,5 +1,6 @@
 //! Flows as table rows (RowBinary, in the column order of [`crate::sql::COLUMNS`]) and back.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use clickhouse::Row;
@@ -9,10 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::sql::address_bytes;
 
-/// A flow as inserted: borrowed from the [`Flow`].
-#[derive(Row, Serialize)]
-pub(crate) struct FlowRef<'a> {
-    device: &'a str,
+/// A flow as a row: borrowed from a [`Flow`] to insert it, owned when selected.
+#[derive(Row, Serialize, Deserialize)]
+pub(crate) struct FlowRow<'a> {
+    device: Cow<'a, str>,
     kind: i8,
     end_reason: i8,
     src_family: u8,
@@ -29,40 +30,12 @@ pub(crate) struct FlowRef<'a> {
     rev_packets: u64,
     rev_bytes: u64,
     verdict: i8,
-    rule: &'a str,
+    rule: Cow<'a, str>,
     generation: u64,
-    src_endpoint: &'a str,
-    dst_endpoint: &'a str,
-    src_tags: &'a [String],
-    dst_tags: &'a [String],
-}
-
-/// A flow as selected.
-#[derive(Row, Deserialize)]
-pub(crate) struct FlowRow {
-    device: String,
-    kind: i8,
-    end_reason: i8,
-    src_family: u8,
-    src: [u8; 16],
-    dst_family: u8,
-    dst: [u8; 16],
-    protocol: u8,
-    src_port: u16,
-    dst_port: u16,
-    start_ms: i64,
-    end_ms: i64,
-    packets: u64,
-    bytes: u64,
-    rev_packets: u64,
-    rev_bytes: u64,
-    verdict: i8,
-    rule: String,
-    generation: u64,
-    src_endpoint: String,
-    dst_endpoint: String,
-    src_tags: Vec<String>,
-    dst_tags: Vec<String>,
+    src_endpoint: Cow<'a, str>,
+    dst_endpoint: Cow<'a, str>,
+    src_tags: Cow<'a, [String]>,
+    dst_tags: Cow<'a, [String]>,
 }
 
 /// One group's totals as selected by [`crate::sql::aggregate`].
@@ -120,11 +93,11 @@ fn address(family: u8, bytes: [u8; 16], what: &str, at: &str) -> Result<IpAddr, 
     }
 }
 
-impl<'a> FlowRef<'a> {
+impl<'a> FlowRow<'a> {
     pub(crate) fn new(flow: &'a Flow) -> Self {
         let r = &flow.record;
         Self {
-            device: &r.device,
+            device: Cow::Borrowed(&r.device),
             kind: code(&KINDS, &r.kind),
             end_reason: code(&REASONS, &r.end_reason),
             src_family: family(r.src),
@@ -141,17 +114,15 @@ impl<'a> FlowRef<'a> {
             rev_packets: r.rev_packets,
             rev_bytes: r.rev_bytes,
             verdict: code(&VERDICTS, &r.verdict),
-            rule: &r.rule,
+            rule: Cow::Borrowed(&r.rule),
             generation: r.generation,
-            src_endpoint: &flow.src_endpoint,
-            dst_endpoint: &flow.dst_endpoint,
-            src_tags: &flow.src_tags,
-            dst_tags: &flow.dst_tags,
+            src_endpoint: Cow::Borrowed(&flow.src_endpoint),
+            dst_endpoint: Cow::Borrowed(&flow.dst_endpoint),
+            src_tags: Cow::Borrowed(&flow.src_tags),
+            dst_tags: Cow::Borrowed(&flow.dst_tags),
         }
     }
-}
 
-impl FlowRow {
     /// The flow, or what does not decode (`at` names the table).
     pub(crate) fn into_flow(self, at: &str) -> Result<Flow, StoreError> {
         Ok(Flow {
@@ -161,7 +132,7 @@ impl FlowRow {
                 src: address(self.src_family, self.src, "src", at)?,
                 dst: address(self.dst_family, self.dst, "dst", at)?,
                 verdict: decode(&VERDICTS, self.verdict, "verdict", at)?,
-                device: self.device,
+                device: self.device.into_owned(),
                 protocol: self.protocol,
                 src_port: self.src_port,
                 dst_port: self.dst_port,
@@ -171,13 +142,13 @@ impl FlowRow {
                 bytes: self.bytes,
                 rev_packets: self.rev_packets,
                 rev_bytes: self.rev_bytes,
-                rule: self.rule,
+                rule: self.rule.into_owned(),
                 generation: self.generation,
             },
-            src_endpoint: self.src_endpoint,
-            dst_endpoint: self.dst_endpoint,
-            src_tags: self.src_tags,
-            dst_tags: self.dst_tags,
+            src_endpoint: self.src_endpoint.into_owned(),
+            dst_endpoint: self.dst_endpoint.into_owned(),
+            src_tags: self.src_tags.into_owned(),
+            dst_tags: self.dst_tags.into_owned(),
         })
     }
 }

@@ -12,9 +12,10 @@
 //!   summed as its high and low 32-bit halves (no overflow below 2^31 records a group), and
 //!   the total is rebuilt and saturated in SQL, before ordering.
 //! * Keys are the text `Field::value` shows. Addresses are formatted by
-//!   `IPv4NumToString` / `IPv6NumToString`, which agree with Rust's `Display` except for
-//!   IPv4-compatible addresses (`::a.b.c.d`, deprecated by RFC 4291), which Rust shows in
-//!   hex (`::102:304`): those are formatted here.
+//!   `IPv6NumToString` (an IPv4 address is stored mapped, `::ffff:a.b.c.d`, and shown
+//!   without the prefix), which agrees with Rust's `Display` except for IPv4-compatible
+//!   addresses (`::a.b.c.d`, deprecated by RFC 4291), which Rust shows in hex
+//!   (`::102:304`): those are formatted apart.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -75,6 +76,7 @@ pub(crate) fn create_distributed(
 /// Partition width: a day of `end_ms`.
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
+/// The Enum8 codes are the positions in `rows.rs`'s `KINDS`, `REASONS` and `VERDICTS`.
 fn column_types() -> &'static str {
     "device String, \
      kind Enum8('start' = 0, 'update' = 1, 'end' = 2), \
@@ -115,7 +117,12 @@ pub(crate) fn aggregate(query: &Query, table: &str) -> Sql {
     sql.push(&format!(", count() AS n_records FROM {table}"));
     where_clause(query, &mut sql);
     if !query.group_by.is_empty() {
-        let keys: Vec<String> = (0..query.group_by.len()).map(|i| format!("k{i}")).collect();
+        let keys: Vec<String> = query
+            .group_by
+            .iter()
+            .enumerate()
+            .map(|(i, field)| group_column(field).map_or_else(|| format!("k{i}"), str::to_string))
+            .collect();
         sql.push(&format!(" GROUP BY {}", keys.join(", ")));
     }
     // Without keys, no selected flow still makes one row of zeros: the in-memory answer
@@ -133,6 +140,26 @@ pub(crate) fn aggregate(query: &Query, table: &str) -> Sql {
         sql.push(&format!(" LIMIT {}", query.limit));
     }
     sql
+}
+
+/// What to group by for a key whose text is a one-to-one function of columns: grouping
+/// by the columns and formatting only each group's text is cheaper than formatting every
+/// row (`None`: group by the text).
+fn group_column(field: &Field) -> Option<&'static str> {
+    Some(match field {
+        Field::Device => "device",
+        Field::Verdict => "verdict",
+        Field::Rule => "rule",
+        Field::Generation => "generation",
+        Field::Protocol => "protocol",
+        Field::DstPort => "dst_port",
+        Field::SrcPort => "src_port",
+        Field::Src => "src_family, src",
+        Field::Dst => "dst_family, dst",
+        Field::SrcEndpoint => "src_endpoint",
+        Field::DstEndpoint => "dst_endpoint",
+        _ => return None,
+    })
 }
 
 /// `SELECT` every column of the selected flows, oldest first.
@@ -285,18 +312,14 @@ fn tag_value(column: &str, kind: &str, sql: &mut Sql) {
 }
 
 fn address_text(column: &str) -> String {
-    // One 16-bit group of an IPv4-compatible address in hex, without leading zeros.
-    let group = |at: u32| {
-        format!("replaceRegexpOne(lower(hex(substring({column}, {at}, 2))), '^0+(.)', '\\\\1')")
-    };
+    // IPv6NumToString shows `::a.b.c.d` for an IPv4-compatible address; with a first group
+    // of 1 it shows `1::g6:g7`, which is Rust's text but for the leading 1.
     format!(
-        "if({column}_family = 4, \
-         IPv4NumToString(reinterpretAsUInt32(reverse(substring({column}, 13, 4)))), \
+        "if({column}_family = 4, substring(IPv6NumToString({column}), 8), \
          if(substring({column}, 1, 12) = unhex('000000000000000000000000') \
          AND substring({column}, 13, 2) != unhex('0000'), \
-         concat('::', {}, ':', {}), IPv6NumToString({column})))",
-        group(13),
-        group(15)
+         substring(IPv6NumToString(toFixedString(concat(unhex('0001'), \
+         substring({column}, 3, 14)), 16)), 2), IPv6NumToString({column})))"
     )
 }
 

@@ -93,7 +93,7 @@ fn flow(i: u64) -> Flow {
         t.sort();
         t
     };
-    let huge = r % 53 == 0;
+    let huge = r.is_multiple_of(53);
     Flow {
         record: FlowRecord {
             device: pick(&["dpu-1", "dpu-2", "10.0.0.9", "dpu-'3'"], s).into(),
@@ -112,13 +112,17 @@ fn flow(i: u64) -> Flow {
             bytes: if huge { u64::MAX / 2 } else { 100 * (r % 17) },
             rev_packets: r % 3,
             rev_bytes: 60 * (r % 5),
-            verdict: if s % 5 == 0 {
+            verdict: if s.is_multiple_of(5) {
                 Verdict::Denied
             } else {
                 Verdict::Allowed
             },
             rule: pick(&["", "shop/0020", "admin/0010", "o'brien\\rule"], s >> 17).into(),
-            generation: if s % 41 == 0 { u64::MAX } else { s % 4 },
+            generation: if s.is_multiple_of(41) {
+                u64::MAX
+            } else {
+                s % 4
+            },
         },
         src_endpoint: pick(&["shop/web/eth0", "", "db/pg/eth1", "noslash"], s >> 19).into(),
         dst_endpoint: pick(&["shop/app/eth0", "", "pay/api/eth0"], s >> 23).into(),

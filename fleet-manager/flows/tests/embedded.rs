@@ -16,7 +16,7 @@ fn flow(i: u64, end_ms: i64) -> Flow {
             end_reason: None,
             src: format!("10.1.0.{}", i % 7).parse().unwrap(),
             dst: format!("10.1.1.{}", i % 5).parse().unwrap(),
-            protocol: if i % 4 == 0 { 17 } else { 6 },
+            protocol: if i.is_multiple_of(4) { 17 } else { 6 },
             src_port: 40000 + (i % 11) as u16,
             dst_port: [8080, 5432, 22][(i % 3) as usize],
             start_ms: end_ms - 10,
@@ -25,12 +25,12 @@ fn flow(i: u64, end_ms: i64) -> Flow {
             bytes: 100 * (i % 13),
             rev_packets: i % 3,
             rev_bytes: 60 * (i % 3),
-            verdict: if i % 5 == 0 {
+            verdict: if i.is_multiple_of(5) {
                 Verdict::Denied
             } else {
                 Verdict::Allowed
             },
-            rule: if i % 5 == 0 {
+            rule: if i.is_multiple_of(5) {
                 String::new()
             } else {
                 "shop/0020".into()

@@ -996,6 +996,7 @@ fn check_payloads(system: &str, got: &[Delivery], payloads: &[Vec<u8>]) -> Resul
 
 async fn start_palisade(dir: &Path) -> Result<(Running, Orchestrator, String, String)> {
     let running = start(ServeConfig {
+        snmp: None,
         telemetry: Default::default(),
         data: dir.to_path_buf(),
         grpc_listen: "127.0.0.1:0".parse()?,

@@ -18,5 +18,6 @@ pub mod orchestrator;
 pub mod rest;
 pub mod serve;
 pub mod service;
+pub mod snmp;
 pub mod store;
 pub mod telemetry;

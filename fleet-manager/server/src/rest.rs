@@ -1238,6 +1238,7 @@ mod tests {
     async fn the_router_serves_the_table_and_refuses_the_rest() {
         let data = tempfile::tempdir().unwrap();
         let running = serve::start(ServeConfig {
+            snmp: None,
             telemetry: Default::default(),
             data: data.path().to_path_buf(),
             grpc_listen: "127.0.0.1:0".parse().unwrap(),

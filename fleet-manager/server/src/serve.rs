@@ -63,6 +63,8 @@ pub struct ServeConfig {
     pub server_cert_validity: Duration,
     /// Flow telemetry.
     pub telemetry: TelemetryConfig,
+    /// SNMP (the fleet's MIB, device-lost notifications), if any.
+    pub snmp: Option<palisade_snmp::SnmpConfig>,
 }
 
 /// Where flows go and how long they stay.
@@ -127,6 +129,9 @@ pub struct Running {
     pub first_start: bool,
     /// The shared core (for tests and embedding).
     pub core: Arc<Core>,
+    /// Where SNMP listens, if it does.
+    pub snmp_addr: Option<SocketAddr>,
+    snmp: Option<Arc<palisade_snmp::SnmpHandle>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -137,6 +142,8 @@ impl Running {
     /// (devices reconnect to the next manager).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // The trap task holds the other reference; dropping the last one stops the agent.
+        drop(self.snmp);
         let aborts: Vec<_> = self.tasks.iter().map(|t| t.abort_handle()).collect();
         let all = async {
             for t in self.tasks {
@@ -262,6 +269,14 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         revoked: Default::default(),
     });
     core.refresh_crl();
+    let snmp = match config.snmp.clone() {
+        Some(c) => Some(
+            crate::snmp::serve(Arc::clone(&core), c)
+                .await
+                .map_err(ServeError::Other)?,
+        ),
+        None => None,
+    };
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -301,6 +316,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         admin_token_file,
         first_start,
         core,
+        snmp_addr: snmp.as_ref().map(|h| h.local_addr()),
+        snmp,
         shutdown,
         tasks,
     })

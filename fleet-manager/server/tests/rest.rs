@@ -39,6 +39,7 @@ struct Server {
 async fn start() -> Server {
     let data = tempfile::tempdir().unwrap();
     let running = serve::start(ServeConfig {
+        snmp: None,
         telemetry: Default::default(),
         data: data.path().to_path_buf(),
         grpc_listen: "127.0.0.1:0".parse().unwrap(),

@@ -154,7 +154,7 @@ fn unpack<const N: usize>(
     path: &str,
     list: &str,
 ) -> Result<(), WireError> {
-    if bytes.len() % (N + 1) != 0 {
+    if !bytes.len().is_multiple_of(N + 1) {
         return Err(field(
             format!("{path}.{list}"),
             format!(

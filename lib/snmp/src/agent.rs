@@ -280,7 +280,7 @@ fn parse_engine_state(text: &str) -> Result<PersistedAuthoritativeEngine, String
 }
 
 fn parse_hex(hex: &str) -> Result<Vec<u8>, String> {
-    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!("engine-id {hex:?} is not hexadecimal octets"));
     }
     Ok((0..hex.len())

@@ -237,10 +237,10 @@ fn tags(tok: &Token<'_>) -> PResult<Vec<TagRef>> {
 
 fn direction(cur: &mut Cursor<'_, '_>) -> PResult<RuleDirection> {
     let tok = cur.next();
-    if let Some(t) = tok {
-        if let Ok(d) = t.text.parse::<RuleDirection>() {
-            return Ok(d);
-        }
+    if let Some(t) = tok
+        && let Ok(d) = t.text.parse::<RuleDirection>()
+    {
+        return Ok(d);
     }
     let err = ParseError::new(
         cur.span_of(tok),
