@@ -503,6 +503,18 @@ pub struct Lab {
     /// SNMP: where the manager and each agent answer, and where their traps go.
     pub snmp: Snmp,
     manager_args: Vec<String>,
+    agent_args: Vec<String>,
+}
+
+/// How a lab runs.
+#[derive(Clone, Debug, Default)]
+pub struct LabOptions {
+    /// How the agents own their links.
+    pub driver: Driver,
+    /// Extra arguments of `fleet-manager serve` (a ClickHouse store, an IPFIX collector).
+    pub manager_args: Vec<String>,
+    /// Extra arguments of every `vrouter agent` (IPFIX export).
+    pub agent_args: Vec<String>,
 }
 
 /// The lab's SNMP: one configuration for every agent and the manager (community
@@ -600,17 +612,19 @@ impl Lab {
 
     /// [`Lab::start`] with the agents' links on `driver`.
     pub fn start_with(scenario: &Scenario, work: &Path, driver: Driver) -> Result<Lab> {
-        Self::start_full(scenario, work, driver, &[])
+        Self::start_full(
+            scenario,
+            work,
+            &LabOptions {
+                driver,
+                ..LabOptions::default()
+            },
+        )
     }
 
-    /// [`Lab::start_with`], giving `fleet-manager serve` these extra arguments (e.g. a
-    /// ClickHouse flow store).
-    pub fn start_full(
-        scenario: &Scenario,
-        work: &Path,
-        driver: Driver,
-        manager_args: &[String],
-    ) -> Result<Lab> {
+    /// [`Lab::start`] as `options` say.
+    pub fn start_full(scenario: &Scenario, work: &Path, options: &LabOptions) -> Result<Lab> {
+        let (driver, manager_args) = (options.driver, &options.manager_args);
         let (fleet_manager, vrouter) = binaries()?;
         let inventory_path = scenario.dir.join(&scenario.inventory);
         let text = std::fs::read_to_string(&inventory_path)
@@ -643,6 +657,7 @@ impl Lab {
             token: PathBuf::from(field("admin_token_file")),
             snmp,
             manager_args: manager_args.to_vec(),
+            agent_args: options.agent_args.clone(),
         };
         let devices: Vec<(String, String)> = lab
             .topology
@@ -719,6 +734,7 @@ impl Lab {
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }
+        cmd.args(&self.agent_args);
         if let Some(port) = self.snmp.agents.get(device) {
             cmd.arg("--snmp-config")
                 .arg(&self.snmp.config)
@@ -1056,4 +1072,29 @@ impl Drop for Inspector {
             let _ = t.join();
         }
     }
+}
+
+/// Bytes from proto3 JSON's base64.
+pub fn base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => panic!("not base64: {text}"),
+        }
+    };
+    let digits: Vec<u32> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+    let mut out = Vec::new();
+    for chunk in digits.chunks(4) {
+        let mut acc = 0u32;
+        for (i, d) in chunk.iter().enumerate() {
+            acc |= d << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
 }

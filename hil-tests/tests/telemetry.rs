@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use palisade_hil::{Driver, Expect, Lab, Scenario, is_root, wait_until};
+use palisade_hil::{Expect, Lab, LabOptions, Scenario, is_root, wait_until};
 
 // The ClickHouse server guard of the store's own tests.
 #[path = "../../fleet-manager/flows-clickhouse/tests/server/mod.rs"]
@@ -82,7 +82,15 @@ fn run(manager_args: &[String]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/three-tier");
     let scenario = Scenario::load(&dir.join("scenario.yaml")).unwrap();
     let work = tempfile::tempdir().unwrap();
-    let lab = Lab::start_full(&scenario, work.path(), Driver::AfPacket, manager_args).unwrap();
+    let lab = Lab::start_full(
+        &scenario,
+        work.path(),
+        &LabOptions {
+            manager_args: manager_args.to_vec(),
+            ..LabOptions::default()
+        },
+    )
+    .unwrap();
     for e in [
         tcp("shop/web-prod", "shop/app-prod", 8080, true),
         tcp("shop/web-prod", "shop/app-dev", 8080, false),

@@ -79,6 +79,8 @@ pub struct Settings {
     pub profile: Arc<Profile>,
     /// Time between status reports.
     pub status_every: Duration,
+    /// IPFIX collectors that get every session record too (besides the manager).
+    pub ipfix_export: Vec<SocketAddr>,
 }
 
 /// Most session records waiting for the manager (the oldest are dropped beyond).
@@ -132,6 +134,8 @@ struct Engine {
     counters: Mutex<Counters>,
     /// Session records waiting for the manager.
     flows: Arc<flows::FlowQueue>,
+    /// Session records waiting for the IPFIX exporter, if there is one.
+    ipfix: Option<Arc<flows::FlowQueue>>,
     stop: AtomicBool,
 }
 
@@ -175,7 +179,11 @@ fn dataplane(mut forwarder: Forwarder, engine: Arc<Engine>) {
     let epoch_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let mut sink = flows::FlowSink::new(vec![Arc::clone(&engine.flows)], &engine.name, epoch_ms);
+    let queues = std::iter::once(&engine.flows)
+        .chain(engine.ipfix.as_ref())
+        .cloned()
+        .collect();
+    let mut sink = flows::FlowSink::new(queues, &engine.name, epoch_ms);
     let mut last_publish = started;
     let mut last_error: Option<Instant> = None;
     while !engine.stop.load(Ordering::Relaxed) {
@@ -686,6 +694,35 @@ async fn control(agent: Agent) -> Result<()> {
     }
 }
 
+/// Sends queued session records to the IPFIX collectors every [`FLOW_REPORT_EVERY`] (UDP:
+/// what a collector misses is gone; a send error is logged at most once a minute).
+async fn export_ipfix(
+    mut exporter: palisade_ipfix::UdpExporter,
+    queue: Arc<flows::FlowQueue>,
+    engine: Arc<Engine>,
+) {
+    let mut last_error: Option<Instant> = None;
+    let mut tick = tokio::time::interval(FLOW_REPORT_EVERY);
+    while !engine.stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        loop {
+            let batch = queue.take(FLOW_BATCH);
+            if batch.is_empty() {
+                break;
+            }
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            if let Err(e) = exporter.send(&batch, now)
+                && last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+            {
+                warn!("IPFIX export: {e}");
+                last_error = Some(Instant::now());
+            }
+        }
+    }
+}
+
 /// The ports an agent runs on and how frames move between them.
 #[derive(Default)]
 pub struct Wiring {
@@ -863,8 +900,24 @@ pub fn start(settings: Settings, wiring: Wiring) -> Result<Running> {
         connected: AtomicBool::new(false),
         counters: Mutex::new(Counters::default()),
         flows: Arc::new(flows::FlowQueue::new(FLOW_QUEUE)),
+        ipfix: (!settings.ipfix_export.is_empty())
+            .then(|| Arc::new(flows::FlowQueue::new(FLOW_QUEUE))),
         stop: AtomicBool::new(false),
     });
+    if let Some(queue) = &engine.ipfix {
+        let exporter = palisade_ipfix::UdpExporter::new(
+            palisade_ipfix::Exporter::new(palisade_ipfix::ExporterConfig::default())
+                .map_err(|e| anyhow!("IPFIX exporter: {e}"))?,
+            settings.ipfix_export.clone(),
+        )
+        .context("opening the IPFIX exporter's socket")?;
+        tokio::spawn(export_ipfix(
+            exporter,
+            Arc::clone(queue),
+            Arc::clone(&engine),
+        ));
+        info!(collectors = ?settings.ipfix_export, "exporting session records as IPFIX");
+    }
     let dataplane = {
         let engine = Arc::clone(&engine);
         std::thread::Builder::new()

@@ -15,6 +15,7 @@
 //! mirrors: {tap: veth-tap}        # `mirror tap` rules copy frames to this port
 //! snmp_config: snmp.yaml          # SNMP: communities, v3 users, views, trap sinks
 //! snmp_listen: 0.0.0.0:161        # (or the `listen` of snmp.yaml)
+//! ipfix_export: [10.0.0.5:4739]   # IPFIX collectors that get every session record too
 //! ```
 
 use std::collections::HashMap;
@@ -81,6 +82,10 @@ pub struct Args {
     /// the listen address unless --snmp-listen gives it. See `lib/snmp/examples/snmp.yaml`.
     #[arg(long, value_name = "FILE")]
     snmp_config: Option<PathBuf>,
+    /// Also export every session record as IPFIX (RFC 7011, UDP) to this collector
+    /// (repeatable): nfcapd, another vendor's, or `fleet-manager serve --ipfix-listen`.
+    #[arg(long = "ipfix-export", value_name = "ADDR:PORT")]
+    ipfix_export: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Deserialize, Default)]
@@ -101,6 +106,8 @@ struct FileConfig {
     mirrors: HashMap<String, String>,
     snmp_listen: Option<std::net::SocketAddr>,
     snmp_config: Option<PathBuf>,
+    #[serde(default)]
+    ipfix_export: Vec<std::net::SocketAddr>,
 }
 
 /// The ports to run on.
@@ -158,6 +165,7 @@ pub struct Config {
     services: HashMap<String, String>,
     mirrors: HashMap<String, String>,
     snmp: Option<palisade_snmp::SnmpConfig>,
+    ipfix_export: Vec<std::net::SocketAddr>,
 }
 
 /// `NAME=IFACE` pairs from flags over those of the file (a flag replaces the file's entry
@@ -270,6 +278,11 @@ fn resolve(args: &Args) -> Result<Config> {
         services: named(&args.services, file.services, "service")?,
         mirrors: named(&args.mirrors, file.mirrors, "mirror")?,
         snmp,
+        ipfix_export: if args.ipfix_export.is_empty() {
+            file.ipfix_export
+        } else {
+            args.ipfix_export.clone()
+        },
     })
 }
 
@@ -376,6 +389,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         state: config.state,
         profile: Arc::new(load_profile(&config.profile)?),
         status_every: config.status_every,
+        ipfix_export: config.ipfix_export.clone(),
     };
     let wiring = open_ports(&config.ports, &config.services, &config.mirrors)?;
     let snmp = config.snmp;

@@ -425,6 +425,7 @@ async fn demo(args: &Args, data: &std::path::Path) -> Result<ExitCode> {
                 state: data.join("devices").join(name),
                 profile: Arc::clone(&profile),
                 status_every: Duration::from_secs(2),
+                ipfix_export: Vec::new(),
             },
             palisade_agent::Wiring {
                 ports: vec![Box::new(w) as Box<dyn Port>, Box::new(f)],

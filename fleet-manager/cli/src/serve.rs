@@ -50,6 +50,11 @@ pub struct Args {
     /// directory): 90s, 15m, 2h, 7d, 1w.
     #[arg(long, default_value = "7d", value_parser = palisade_flows::query::parse_duration)]
     flow_retention: Duration,
+    /// Collect IPFIX (RFC 7011) and NetFlow v9 on this UDP address, e.g. `0.0.0.0:4739`:
+    /// records from vRouters' `--ipfix-export` or any third-party exporter are enriched
+    /// with tags and stored like the devices' own reports.
+    #[arg(long, value_name = "ADDR:PORT")]
+    ipfix_listen: Option<SocketAddr>,
     /// Keep flows in ClickHouse instead of the embedded store: its HTTP interface, e.g.
     /// `http://127.0.0.1:8123` (user and password from PALISADE_CLICKHOUSE_USER and
     /// PALISADE_CLICKHOUSE_PASSWORD). Tables are created if missing.
@@ -117,6 +122,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         telemetry: TelemetryConfig {
             store: None,
             retention: args.flow_retention,
+            ipfix_listen: args.ipfix_listen,
         },
         snmp,
     };
@@ -148,6 +154,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                     "admin_token_file": running.admin_token_file,
                     "first_start": running.first_start,
                     "snmp": running.snmp_addr,
+                    "ipfix": running.ipfix_addr,
                 })
             ),
             Output::Text => {
@@ -158,6 +165,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 }
                 if let Some(a) = running.snmp_addr {
                     println!("  SNMP:                          udp {a}");
+                }
+                if let Some(a) = running.ipfix_addr {
+                    println!("  IPFIX / NetFlow v9 collector:  udp {a}");
                 }
                 println!(
                     "  CA certificate:                {}",

@@ -74,6 +74,8 @@ pub struct TelemetryConfig {
     pub store: Option<Arc<dyn palisade_flows::FlowStore>>,
     /// Flows older than this are dropped (checked every minute).
     pub retention: Duration,
+    /// Where the IPFIX / NetFlow v9 collector listens (UDP), if anywhere.
+    pub ipfix_listen: Option<SocketAddr>,
 }
 
 impl Default for TelemetryConfig {
@@ -81,6 +83,7 @@ impl Default for TelemetryConfig {
         Self {
             store: None,
             retention: Duration::from_secs(7 * 24 * 3600),
+            ipfix_listen: None,
         }
     }
 }
@@ -90,6 +93,7 @@ impl std::fmt::Debug for TelemetryConfig {
         f.debug_struct("TelemetryConfig")
             .field("store", &self.store.as_ref().map(|_| "custom"))
             .field("retention", &self.retention)
+            .field("ipfix_listen", &self.ipfix_listen)
             .finish()
     }
 }
@@ -131,6 +135,8 @@ pub struct Running {
     pub core: Arc<Core>,
     /// Where SNMP listens, if it does.
     pub snmp_addr: Option<SocketAddr>,
+    /// Where the IPFIX collector listens, if it does.
+    pub ipfix_addr: Option<SocketAddr>,
     snmp: Option<Arc<palisade_snmp::SnmpHandle>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -302,6 +308,23 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         config.server_cert_validity,
         shutdown_rx.clone(),
     )));
+    let ipfix_addr = match config.telemetry.ipfix_listen {
+        Some(addr) => {
+            let socket = crate::telemetry::bind_ipfix(addr)
+                .map_err(io(format!("listening for IPFIX on udp {addr}")))?;
+            let bound = socket
+                .local_addr()
+                .map_err(io("reading the IPFIX address"))?;
+            tasks.push(tokio::spawn(crate::telemetry::collect_ipfix(
+                Arc::clone(&core.telemetry),
+                socket,
+                shutdown_rx.clone(),
+            )));
+            info!(addr = %bound, "IPFIX / NetFlow v9 collector listening");
+            Some(bound)
+        }
+        None => None,
+    };
     tasks.push(tokio::spawn(expire_flows(
         Arc::clone(&core),
         config.telemetry.retention,
@@ -317,6 +340,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         first_start,
         core,
         snmp_addr: snmp.as_ref().map(|h| h.local_addr()),
+        ipfix_addr,
         snmp,
         shutdown,
         tasks,

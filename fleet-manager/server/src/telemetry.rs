@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, RwLock};
 
 use palisade_flows::enrich::{End, View};
@@ -178,4 +179,107 @@ pub fn packet_of(r: &FlowRecord) -> Packet {
 /// Whether `ip` is one of the fleet's endpoints.
 pub fn is_endpoint(index: &InventoryIndex, ip: IpAddr) -> bool {
     matches!(index.owner_of(ip), Some(AddressOwner::Endpoint(_)))
+}
+
+/// Receive buffer asked of the kernel for the IPFIX socket: bursts from many exporters wait
+/// there while a batch is stored.
+const IPFIX_RECV_BUFFER: usize = 8 << 20;
+/// Records stored per batch.
+const INGEST_BATCH: usize = 8192;
+/// Longest a record waits for its batch.
+const INGEST_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Binds the IPFIX / NetFlow v9 collector's UDP socket.
+pub fn bind_ipfix(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(IPFIX_RECV_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// The IPFIX / NetFlow v9 collector: decodes every datagram (templates per exporter),
+/// drops malformed ones with a counter and a log line (at most one a minute), and hands
+/// the records to the store in batches.
+pub async fn collect_ipfix(
+    telemetry: Arc<Telemetry>,
+    socket: tokio::net::UdpSocket,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    use std::time::Instant;
+    use tracing::warn;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<FlowRecord>>(64);
+    let store = Arc::clone(&telemetry);
+    let writer = tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            if let Err(e) = store.ingest(batch).await {
+                warn!("IPFIX records lost: {e}");
+            }
+        }
+    });
+    let mut collector = palisade_ipfix::Collector::default();
+    let mut buf = vec![0u8; 65_536];
+    let mut pending: Vec<FlowRecord> = Vec::new();
+    let mut oldest = Instant::now();
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    telemetry.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+                    match collector.decode(from, &buf[..n], now_ms()) {
+                        Ok(records) => {
+                            if pending.is_empty() {
+                                oldest = Instant::now();
+                            }
+                            pending.extend(records);
+                        }
+                        Err(e) => {
+                            telemetry.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                            if last_warning.is_none_or(|t| t.elapsed().as_secs() >= 60) {
+                                warn!(%from, "malformed IPFIX/NetFlow datagram dropped: {e} (further ones are counted, logged once a minute)");
+                                last_warning = Some(Instant::now());
+                            }
+                        }
+                    }
+                }
+                Err(e) => warn!("IPFIX socket: {e}"),
+            },
+            () = tokio::time::sleep(INGEST_LINGER) => {}
+            _ = shutdown.changed() => break,
+        }
+        if pending.len() >= INGEST_BATCH
+            || (!pending.is_empty() && oldest.elapsed() >= INGEST_LINGER)
+        {
+            let batch = std::mem::take(&mut pending);
+            if let Err(e) = tx.try_send(batch) {
+                let n = match &e {
+                    tokio::sync::mpsc::error::TrySendError::Full(b)
+                    | tokio::sync::mpsc::error::TrySendError::Closed(b) => b.len(),
+                };
+                telemetry
+                    .stats
+                    .refused
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                if last_warning.is_none_or(|t| t.elapsed().as_secs() >= 60) {
+                    warn!(
+                        records = n,
+                        "the flow store is behind: IPFIX records dropped"
+                    );
+                    last_warning = Some(Instant::now());
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let _ = tx.send(pending).await;
+    }
+    drop(tx);
+    let _ = writer.await;
 }

@@ -1,5 +1,7 @@
 //! Helpers for the tests that drive real IPFIX peers (nfdump, softflowd).
 
+pub mod pcap;
+
 use std::path::PathBuf;
 
 /// The path of `tool` on `PATH` (or in /usr/sbin, where Debian puts the daemons), or `None`
