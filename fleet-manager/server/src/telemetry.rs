@@ -33,7 +33,7 @@ pub struct TelemetryStats {
 pub struct Telemetry {
     /// Where flows go.
     pub store: Arc<dyn FlowStore>,
-    enricher: RwLock<Enricher>,
+    enricher: Arc<RwLock<Enricher>>,
     /// Counters.
     pub stats: TelemetryStats,
 }
@@ -71,7 +71,7 @@ impl Telemetry {
         enricher.update(0, view_of(fleet));
         Self {
             store,
-            enricher: RwLock::new(enricher),
+            enricher: Arc::new(RwLock::new(enricher)),
             stats: TelemetryStats::default(),
         }
     }
@@ -87,10 +87,14 @@ impl Telemetry {
 
     /// Enriches and stores records; resolves when they are durable.
     pub async fn ingest(&self, records: Vec<FlowRecord>) -> Result<usize, StoreError> {
-        let flows: Vec<Flow> = {
-            let enricher = self.enricher.read().unwrap_or_else(|e| e.into_inner());
+        // Enrichment is CPU work: off the async workers, which receive datagrams.
+        let enricher = Arc::clone(&self.enricher);
+        let flows: Vec<Flow> = tokio::task::spawn_blocking(move || {
+            let enricher = enricher.read().unwrap_or_else(|e| e.into_inner());
             records.into_iter().map(|r| enricher.enrich(r)).collect()
-        };
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("enrichment task: {e}")))?;
         let n = flows.len();
         match self.store.append(&flows).await {
             Ok(()) => {
