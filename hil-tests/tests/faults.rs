@@ -8,18 +8,6 @@ use std::time::Duration;
 
 use palisade_hil::{Expect, Lab, Scenario, is_root, wait_until};
 
-fn tcp(from: &str, to: &str, port: u16, allow: bool) -> Expect {
-    Expect {
-        from: from.into(),
-        to: to.into(),
-        tcp: Some(port),
-        udp: None,
-        icmp: None,
-        allow,
-        via: None,
-    }
-}
-
 /// Checks every expectation; a description of each miss.
 fn misses(lab: &Lab, expect: &[Expect]) -> Vec<String> {
     expect
@@ -55,10 +43,10 @@ fn enforcement_survives_faults_and_follows_label_changes() {
     let work = tempfile::tempdir().unwrap();
     let mut lab = Lab::start(&scenario, work.path()).unwrap();
     let before = [
-        tcp("shop/web-prod", "shop/app-prod", 8080, true),
-        tcp("shop/web-prod", "shop/app-dev", 8080, false),
-        tcp("shop/web-dev", "shop/app-prod", 8080, false),
-        tcp("shop/web-dev", "shop/app-dev", 8080, true),
+        Expect::tcp("shop/web-prod", "shop/app-prod", 8080, true),
+        Expect::tcp("shop/web-prod", "shop/app-dev", 8080, false),
+        Expect::tcp("shop/web-dev", "shop/app-prod", 8080, false),
+        Expect::tcp("shop/web-dev", "shop/app-dev", 8080, true),
     ];
     assert_eq!(
         misses(&lab, &before),
@@ -108,8 +96,8 @@ fn enforcement_survives_faults_and_follows_label_changes() {
     std::fs::write(&moved_file, moved).unwrap();
     lab.apply(&[&moved_file]).unwrap();
     let after = [
-        tcp("shop/web-prod", "shop/app-prod", 8080, false),
-        tcp("shop/web-prod", "shop/app-dev", 8080, true),
+        Expect::tcp("shop/web-prod", "shop/app-prod", 8080, false),
+        Expect::tcp("shop/web-prod", "shop/app-dev", 8080, true),
     ];
     assert_eq!(
         misses(&lab, &after),

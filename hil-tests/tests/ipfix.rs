@@ -18,26 +18,6 @@ fn tool(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn tcp(from: &str, to: &str, port: u16, allow: bool) -> Expect {
-    Expect {
-        from: from.into(),
-        to: to.into(),
-        tcp: Some(port),
-        udp: None,
-        icmp: None,
-        allow,
-        via: None,
-    }
-}
-
 /// (src, sport, dst, dport) -> total packets both ways, over every record.
 type Sessions = BTreeMap<(String, u16, String, u16), u64>;
 
@@ -54,7 +34,7 @@ fn nfdump_shows_the_sessions_the_vrouters_saw() {
     let work = tempfile::tempdir().unwrap();
     let captures = work.path().join("nfcapd");
     std::fs::create_dir_all(&captures).unwrap();
-    let port = free_udp_port();
+    let port = palisade_hil::free_udp_port().unwrap();
     let mut collector = Command::new(nfcapd)
         .args([
             "-w",
@@ -95,9 +75,9 @@ fn nfdump_shows_the_sessions_the_vrouters_saw() {
     )
     .unwrap();
     for e in [
-        tcp("shop/web-prod", "shop/app-prod", 8080, true),
-        tcp("shop/web-dev", "shop/app-dev", 8080, true),
-        tcp("shop/web-prod", "shop/app-dev", 8080, false),
+        Expect::tcp("shop/web-prod", "shop/app-prod", 8080, true),
+        Expect::tcp("shop/web-dev", "shop/app-dev", 8080, true),
+        Expect::tcp("shop/web-prod", "shop/app-dev", 8080, false),
     ] {
         assert_eq!(lab.check(&e).unwrap().0, e.allow, "{}", lab.logs());
     }

@@ -71,15 +71,7 @@ fn a_label_change_cuts_a_live_connection_it_now_denies() {
         lab.logs()
     );
     // New connections follow the new intent.
-    let new = Expect {
-        from: "shop/web-prod".into(),
-        to: "shop/app-dev".into(),
-        tcp: Some(8080),
-        udp: None,
-        icmp: None,
-        allow: true,
-        via: None,
-    };
+    let new = Expect::tcp("shop/web-prod", "shop/app-dev", 8080, true);
     assert!(lab.check(&new).unwrap().0, "{}", lab.logs());
     drop(to_app);
     let _ = client.kill();

@@ -127,15 +127,7 @@ fn net_snmp_reads_agents_and_manager_and_gets_device_lost_traps() {
         .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         .sum();
     let (passed, _) = lab
-        .check(&Expect {
-            from: "shop/web-prod".into(),
-            to: "shop/app-prod".into(),
-            tcp: Some(8080),
-            udp: None,
-            icmp: None,
-            allow: true,
-            via: None,
-        })
+        .check(&Expect::tcp("shop/web-prod", "shop/app-prod", 8080, true))
         .unwrap();
     assert!(passed, "{}", lab.logs());
     assert!(

@@ -12,18 +12,6 @@ use palisade_hil::{Expect, Lab, LabOptions, Scenario, is_root, wait_until};
 #[allow(dead_code)]
 mod server;
 
-fn tcp(from: &str, to: &str, port: u16, allow: bool) -> Expect {
-    Expect {
-        from: from.into(),
-        to: to.into(),
-        tcp: Some(port),
-        udp: None,
-        icmp: None,
-        allow,
-        via: None,
-    }
-}
-
 fn json(lab: &Lab, args: &[&str]) -> serde_json::Value {
     let mut args = args.to_vec();
     args.extend(["--output", "json"]);
@@ -92,8 +80,8 @@ fn run(manager_args: &[String]) {
     )
     .unwrap();
     for e in [
-        tcp("shop/web-prod", "shop/app-prod", 8080, true),
-        tcp("shop/web-prod", "shop/app-dev", 8080, false),
+        Expect::tcp("shop/web-prod", "shop/app-prod", 8080, true),
+        Expect::tcp("shop/web-prod", "shop/app-dev", 8080, false),
     ] {
         let (passed, _) = lab.check(&e).unwrap();
         assert_eq!(passed, e.allow, "{} -> {}\n{}", e.from, e.to, lab.logs());
@@ -229,7 +217,7 @@ fn run(manager_args: &[String]) {
     let mut lab = lab;
     lab.kill_manager();
     let (passed, _) = lab
-        .check(&tcp("shop/web-dev", "shop/app-dev", 8080, true))
+        .check(&Expect::tcp("shop/web-dev", "shop/app-dev", 8080, true))
         .unwrap();
     assert!(passed, "{}", lab.logs());
     lab.restart_manager().unwrap();

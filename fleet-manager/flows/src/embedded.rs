@@ -204,7 +204,7 @@ impl Header {
 }
 
 struct Strings {
-    index: std::collections::HashMap<String, u32>,
+    index: crate::hash::FastMap<String, u32>,
     list: Vec<String>,
 }
 

@@ -6,6 +6,7 @@
 
 mod embedded;
 pub mod enrich;
+mod hash;
 pub mod query;
 
 use std::future::Future;

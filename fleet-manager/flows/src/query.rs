@@ -17,7 +17,6 @@
 //! end carries the tag: `tag=tier=db`). Group-by keys are the same names but `addr` and
 //! `tag`, comma-separated: `src.application,src.tier,dst.application,dst.tier`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -502,7 +501,7 @@ pub struct Row {
 fn session_id(flow: &Flow) -> u64 {
     use std::hash::{Hash, Hasher};
     let r = &flow.record;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = crate::hash::FastHasher::default();
     (
         &r.device, r.src, r.dst, r.protocol, r.src_port, r.dst_port, r.start_ms,
     )
@@ -514,7 +513,7 @@ fn session_id(flow: &Flow) -> u64 {
 #[derive(Debug)]
 pub struct Aggregator {
     keys: Vec<Field>,
-    groups: HashMap<Vec<String>, (Row, std::collections::HashSet<u64>)>,
+    groups: crate::hash::FastMap<Vec<String>, (Row, crate::hash::FastSet<u64>)>,
 }
 
 impl Aggregator {
@@ -522,25 +521,28 @@ impl Aggregator {
     pub fn new(keys: &[Field]) -> Self {
         Self {
             keys: keys.to_vec(),
-            groups: HashMap::new(),
+            groups: Default::default(),
         }
     }
 
     /// Adds one (selected) flow.
     pub fn add(&mut self, flow: &Flow) {
         let key: Vec<String> = self.keys.iter().map(|k| k.value(flow)).collect();
-        let (row, sessions) = self.groups.entry(key.clone()).or_insert_with(|| {
-            (
-                Row {
-                    key,
-                    sessions: 0,
-                    packets: 0,
-                    bytes: 0,
-                    records: 0,
-                },
-                std::collections::HashSet::new(),
-            )
-        });
+        let (row, sessions) = match self.groups.get_mut(&key) {
+            Some(group) => group,
+            None => self.groups.entry(key.clone()).or_insert_with(|| {
+                (
+                    Row {
+                        key,
+                        sessions: 0,
+                        packets: 0,
+                        bytes: 0,
+                        records: 0,
+                    },
+                    Default::default(),
+                )
+            }),
+        };
         row.packets = row.packets.saturating_add(flow.record.total_packets());
         row.bytes = row.bytes.saturating_add(flow.record.total_bytes());
         row.records += 1;
