@@ -161,6 +161,24 @@ fn run(manager_args: &[String]) {
         ])
         .unwrap();
     assert!(text.contains("sessions") && text.contains("web"), "{text}");
+    // Rules never hit: the shop's app -> db rule (no such traffic was sent) is; the rule
+    // that allowed web -> app is not.
+    let hit_rule = flows(&lab, allowed)[0]["record"]["rule"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let never = json(&lab, &["flows", "query", "--since", "10m", "--never-hit"]);
+    let never: Vec<String> = never["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| strings(&r["key"]))
+        .collect();
+    assert!(!never.contains(&hit_rule), "{hit_rule} was hit: {never:#?}");
+    assert!(
+        never.iter().any(|r| r.contains("0030")),
+        "the app -> db rule was never hit: {never:#?}"
+    );
 
     // What-if: the shop's owners draft moving the app port; the recorded session would now
     // be denied.

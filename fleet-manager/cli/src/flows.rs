@@ -37,6 +37,10 @@ pub struct QueryArgs {
     /// totals.
     #[arg(long)]
     list: bool,
+    /// List the rules of the devices' current programs that decided none of the selected
+    /// flows (candidates for clean-up), instead of totals.
+    #[arg(long, conflicts_with_all = ["list", "group_by"])]
+    never_hit: bool,
 }
 
 fn now_ms() -> i64 {
@@ -57,6 +61,7 @@ pub async fn query(c: &Connection, args: &QueryArgs, output: Output) -> Result<E
             limit: args.top.unwrap_or(0),
             order: args.order.clone(),
             list: args.list,
+            never_hit: args.never_hit,
         })
         .await
         .map_err(refused)?

@@ -704,6 +704,44 @@ impl Orchestrator for OrchestratorService {
                 flows: flows.iter().map(flow_pb).collect(),
             }));
         }
+        if req.never_hit {
+            let by_rule = palisade_flows::Query {
+                group_by: vec![palisade_flows::Field::Rule],
+                limit: 0,
+                ..query.clone()
+            };
+            let hit: std::collections::BTreeSet<String> = store
+                .aggregate(&by_rule)
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .filter_map(|r| r.key.into_iter().next())
+                .collect();
+            let all: std::collections::BTreeSet<String> = {
+                let fleet = self.core.fleet.lock().expect("fleet lock");
+                fleet
+                    .programs()
+                    .values()
+                    .flat_map(|p| p.tiers().iter().flat_map(|t| t.rules.iter()))
+                    .map(|r| r.id.clone())
+                    .collect()
+            };
+            let mut rows: Vec<pb::FlowRow> = all
+                .difference(&hit)
+                .map(|id| pb::FlowRow {
+                    key: vec![id.clone()],
+                    ..pb::FlowRow::default()
+                })
+                .collect();
+            if query.limit > 0 {
+                rows.truncate(query.limit);
+            }
+            return Ok(Response::new(pb::FlowQueryResponse {
+                keys: vec!["rule".into()],
+                rows,
+                flows: Vec::new(),
+            }));
+        }
         let rows = store.aggregate(&query).await.map_err(unavailable)?;
         Ok(Response::new(pb::FlowQueryResponse {
             keys: query.group_by.iter().map(|k| k.to_string()).collect(),
