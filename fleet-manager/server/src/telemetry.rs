@@ -193,8 +193,9 @@ const INGEST_BATCH: usize = 8192;
 /// Longest a record waits for its batch.
 const INGEST_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Binds the IPFIX / NetFlow v9 collector's UDP socket.
-pub fn bind_ipfix(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+/// Binds the IPFIX / NetFlow v9 collector's UDP socket (blocking, with a short read
+/// timeout so its thread notices shutdown).
+pub fn bind_ipfix(addr: std::net::SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let domain = if addr.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -203,60 +204,82 @@ pub fn bind_ipfix(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::Udp
     let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(IPFIX_RECV_BUFFER);
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    tokio::net::UdpSocket::from_std(socket.into())
+    let socket: std::net::UdpSocket = socket.into();
+    socket.set_read_timeout(Some(INGEST_LINGER))?;
+    Ok(socket)
 }
 
-/// The IPFIX / NetFlow v9 collector: decodes every datagram (templates per exporter),
-/// drops malformed ones with a counter and a log line (at most one a minute), and hands
-/// the records to the store in batches.
+/// The IPFIX / NetFlow v9 collector: a thread of its own receives and decodes every
+/// datagram (templates per exporter), so storing never delays reading the socket; malformed
+/// datagrams are dropped with a counter and a log line (at most one a minute); records go
+/// to the store in batches. Resolves when `shutdown` fires and the last batch is stored.
 pub async fn collect_ipfix(
     telemetry: Arc<Telemetry>,
-    socket: tokio::net::UdpSocket,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    socket: std::net::UdpSocket,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    use tracing::warn;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<FlowRecord>>(64);
+    let receiver = {
+        let telemetry = Arc::clone(&telemetry);
+        std::thread::Builder::new()
+            .name("ipfix-collector".into())
+            .spawn(move || receive_ipfix(&telemetry, &socket, &shutdown, &tx))
+    };
+    if let Err(e) = receiver {
+        warn!("could not start the IPFIX collector's thread: {e}");
+        return;
+    }
+    while let Some(batch) = rx.recv().await {
+        if let Err(e) = telemetry.ingest(batch).await {
+            warn!("IPFIX records lost: {e}");
+        }
+    }
+}
+
+fn receive_ipfix(
+    telemetry: &Telemetry,
+    socket: &std::net::UdpSocket,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+    tx: &tokio::sync::mpsc::Sender<Vec<FlowRecord>>,
 ) {
     use std::time::Instant;
     use tracing::warn;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<FlowRecord>>(64);
-    let store = Arc::clone(&telemetry);
-    let writer = tokio::spawn(async move {
-        while let Some(batch) = rx.recv().await {
-            if let Err(e) = store.ingest(batch).await {
-                warn!("IPFIX records lost: {e}");
-            }
-        }
-    });
     let mut collector = palisade_ipfix::Collector::default();
     let mut buf = vec![0u8; 65_536];
     let mut pending: Vec<FlowRecord> = Vec::new();
     let mut oldest = Instant::now();
     let mut last_warning: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    telemetry.stats.datagrams.fetch_add(1, Ordering::Relaxed);
-                    match collector.decode(from, &buf[..n], now_ms()) {
-                        Ok(records) => {
-                            if pending.is_empty() {
-                                oldest = Instant::now();
-                            }
-                            pending.extend(records);
+    while !*shutdown.borrow() {
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                telemetry.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+                match collector.decode(from, &buf[..n], now_ms()) {
+                    Ok(records) => {
+                        if pending.is_empty() {
+                            oldest = Instant::now();
                         }
-                        Err(e) => {
-                            telemetry.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                            if last_warning.is_none_or(|t| t.elapsed().as_secs() >= 60) {
-                                warn!(%from, "malformed IPFIX/NetFlow datagram dropped: {e} (further ones are counted, logged once a minute)");
-                                last_warning = Some(Instant::now());
-                            }
+                        pending.extend(records);
+                    }
+                    Err(e) => {
+                        telemetry.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        if last_warning.is_none_or(|t| t.elapsed().as_secs() >= 60) {
+                            warn!(%from, "malformed IPFIX/NetFlow datagram dropped: {e} (further ones are counted, logged once a minute)");
+                            last_warning = Some(Instant::now());
                         }
                     }
                 }
-                Err(e) => warn!("IPFIX socket: {e}"),
-            },
-            () = tokio::time::sleep(INGEST_LINGER) => {}
-            _ = shutdown.changed() => break,
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                warn!("IPFIX socket: {e}");
+                std::thread::sleep(INGEST_LINGER);
+            }
         }
         if pending.len() >= INGEST_BATCH
             || (!pending.is_empty() && oldest.elapsed() >= INGEST_LINGER)
@@ -282,8 +305,6 @@ pub async fn collect_ipfix(
         }
     }
     if !pending.is_empty() {
-        let _ = tx.send(pending).await;
+        let _ = tx.blocking_send(pending);
     }
-    drop(tx);
-    let _ = writer.await;
 }
