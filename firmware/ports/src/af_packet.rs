@@ -50,12 +50,15 @@ impl AfPacketPort {
             return Err(os_error(ifname, "no such interface"));
         }
         let protocol = (libc::ETH_P_ALL as u16).to_be();
+        // Protocol 0: the socket receives nothing until `bind` names the interface and
+        // the protocol. Opened with ETH_P_ALL it would queue frames of every interface in
+        // between, and the port would forward them.
         // SAFETY: plain system call with constant arguments; the result is checked.
         let raw = unsafe {
             libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                libc::c_int::from(protocol),
+                0,
             )
         };
         if raw < 0 {
