@@ -508,6 +508,20 @@ impl Agent {
                 records: batch.iter().map(palisade_api::flows::to_pb).collect(),
             };
             if let Err(s) = client.report_flows(report).await {
+                if s.code() == tonic::Code::InvalidArgument {
+                    // The manager refuses these records as they are: sending them again
+                    // would block every later record behind them.
+                    self.engine
+                        .flows
+                        .dropped
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    warn!(
+                        records = batch.len(),
+                        "flow records refused by the manager, dropped: {}",
+                        status_error("reporting flows", &s)
+                    );
+                    continue;
+                }
                 warn!(
                     records = batch.len(),
                     "flow report failed (kept for the next one): {}",

@@ -64,17 +64,6 @@ fn is_policy_file(path: &Path) -> bool {
     )
 }
 
-/// Whether a YAML stream holds Kubernetes manifests (any document with a Kubernetes
-/// networking `apiVersion`).
-fn is_kubernetes(text: &str) -> bool {
-    yaml::split_documents(text).iter().any(|doc| {
-        yaml::top_level_key(doc.text, "apiVersion").is_some_and(|(v, _)| {
-            v.starts_with("networking.k8s.io/") || v.starts_with("policy.networking.k8s.io/")
-        })
-    }) || text.contains("\"networking.k8s.io/")
-        || text.contains("\"policy.networking.k8s.io/")
-}
-
 /// Reads every policy file under `paths`, collecting all errors instead of stopping at the
 /// first.
 pub fn load_policies(paths: &[PathBuf]) -> Result<Loaded> {
@@ -98,7 +87,7 @@ pub fn load_policies(paths: &[PathBuf]) -> Result<Loaded> {
                     .errors
                     .extend(errors.iter().map(|e| e.render(&name, &text))),
             }
-        } else if is_kubernetes(&text) {
+        } else if yaml::is_kubernetes(&text) {
             match palisade_k8s::parse_documents(&text, &name) {
                 Ok(policies) => loaded.k8s.extend(policies),
                 Err(e) => loaded.errors.push(e.to_string()),

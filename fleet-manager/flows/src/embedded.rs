@@ -159,12 +159,23 @@ impl FlowStore for EmbeddedStore {
         let store = self.clone();
         let query = query.clone();
         Box::pin(blocking(move || {
+            // Blocks are not in report order throughout (late records): keep the oldest
+            // `limit` seen so far, trimming whenever twice as many have piled up.
             let mut out = Vec::new();
+            let trim = |out: &mut Vec<Flow>| {
+                out.sort_by_key(|f| f.record.end_ms);
+                if limit > 0 {
+                    out.truncate(limit);
+                }
+            };
             store.scan(&query, |f| {
                 out.push(f);
-                limit == 0 || out.len() < limit
+                if limit > 0 && out.len() >= 2 * limit {
+                    trim(&mut out);
+                }
+                true
             })?;
-            out.sort_by_key(|f| f.record.end_ms);
+            trim(&mut out);
             Ok(out)
         }))
     }

@@ -70,6 +70,8 @@ pub trait FlowStore: Send + Sync {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Flow>, StoreError>>;
 
-    /// Forgets flows reported before `before_ms`; how many records went.
+    /// Forgets flows reported before `before_ms`; how many records went. A store may keep
+    /// some older flows a while longer where they share storage with newer ones (the
+    /// embedded store drops whole blocks; ClickHouse removes exactly the older rows).
     fn expire(&self, before_ms: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
 }

@@ -110,3 +110,23 @@ async fn appended_flows_answer_queries_survive_reopen_and_expire() {
     assert_eq!(store.aggregate(&everything).await.unwrap()[0].records, 2800);
     assert_eq!(store.expire(1_200).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_limited_listing_is_the_oldest_flows_even_across_late_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("flows.redb")).unwrap();
+    let early: Vec<Flow> = (0..100).map(|i| flow(i, 1_000 + i as i64)).collect();
+    // Reported late: older than most of the first block, stored after it.
+    let late: Vec<Flow> = (0..10).map(|i| flow(500 + i, 1_010 + i as i64)).collect();
+    store.append(&early).await.unwrap();
+    store.append(&late).await.unwrap();
+    let q = Query {
+        from_ms: 0,
+        to_ms: i64::MAX,
+        ..Query::default()
+    };
+    let oldest = store.flows(&q, 20).await.unwrap();
+    let ends: Vec<i64> = oldest.iter().map(|f| f.record.end_ms).collect();
+    assert_eq!(ends.len(), 20);
+    assert_eq!(ends.iter().max(), Some(&1_014), "{ends:?}");
+}

@@ -184,6 +184,17 @@ pub fn to_yaml(objects: &[Object]) -> String {
         .join("---\n")
 }
 
+/// Whether a YAML or JSON stream holds Kubernetes network-policy manifests (any document
+/// whose `apiVersion` is `networking.k8s.io/...` or `policy.networking.k8s.io/...`).
+pub fn is_kubernetes(text: &str) -> bool {
+    split_documents(text).iter().any(|doc| {
+        top_level_key(doc.text, "apiVersion").is_some_and(|(v, _)| {
+            v.starts_with("networking.k8s.io/") || v.starts_with("policy.networking.k8s.io/")
+        })
+    }) || text.contains("\"networking.k8s.io/")
+        || text.contains("\"policy.networking.k8s.io/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

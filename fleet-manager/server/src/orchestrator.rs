@@ -135,7 +135,7 @@ pub fn parse_documents(
                 continue;
             }
         };
-        if format != "pal" && doc.content.contains("networking.k8s.io/") {
+        if format != "pal" && yaml::is_kubernetes(&doc.content) {
             match palisade_k8s::parse_documents(&doc.content, &name) {
                 Ok(policies) => kubernetes.extend(policies),
                 Err(e) => errors.push(e.to_string()),

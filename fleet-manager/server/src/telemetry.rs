@@ -4,7 +4,6 @@
 //! what-if replays read it back.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::sync::{Arc, RwLock};
@@ -178,11 +177,6 @@ pub fn packet_of(r: &FlowRecord) -> Packet {
         src_port: r.src_port,
         dst_port: r.dst_port,
     }
-}
-
-/// Whether `ip` is one of the fleet's endpoints.
-pub fn is_endpoint(index: &InventoryIndex, ip: IpAddr) -> bool {
-    matches!(index.owner_of(ip), Some(AddressOwner::Endpoint(_)))
 }
 
 /// Receive buffer asked of the kernel for the IPFIX socket: bursts from many exporters wait
