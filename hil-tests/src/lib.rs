@@ -585,6 +585,102 @@ impl Snmp {
     }
 }
 
+/// Whether `tool` is on the `PATH`.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// One notification a [`TrapSink`] received.
+#[derive(Clone, Debug)]
+pub struct Trap {
+    /// The notification's OID (the value of `snmpTrapOID.0`), numeric with a leading dot.
+    pub oid: String,
+    /// Every varbind: numeric OID with a leading dot -> value, without its type (a
+    /// string's quotes and escapes removed).
+    pub vars: BTreeMap<String, String>,
+}
+
+/// net-snmp's `snmptrapd` receiving the lab's traps (community [`SNMP_COMMUNITY`]) on
+/// 127.0.0.1, one line of its log per notification; killed on drop.
+pub struct TrapSink {
+    child: Child,
+    log: PathBuf,
+}
+
+impl TrapSink {
+    /// Starts `snmptrapd` on 127.0.0.1:`port` with its files under `work`, and waits until
+    /// it listens.
+    pub fn start(port: u16, work: &Path) -> Result<TrapSink> {
+        let env = work.join("snmptrapd");
+        std::fs::create_dir_all(&env)?;
+        let conf = env.join("snmptrapd.conf");
+        std::fs::write(&conf, format!("authCommunity log {SNMP_COMMUNITY}\n"))?;
+        let log = env.join("traps.log");
+        let child = Command::new("snmptrapd")
+            // No MIBs, numeric OIDs, foreground, one line per trap: its varbinds, tab-separated.
+            .args(["-m", "", "-On", "-f", "-F", "%V\t%v\n", "-Lf"])
+            .arg(&log)
+            .args(["-C", "-n", "-c"])
+            .arg(&conf)
+            .arg(format!("udp:127.0.0.1:{port}"))
+            .env("SNMPCONFPATH", &env)
+            .env("SNMP_PERSISTENT_DIR", &env)
+            .env("HOME", &env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting snmptrapd")?;
+        let sink = TrapSink { child, log };
+        // It logs its version once its socket is bound.
+        if !wait_until(Duration::from_secs(10), || {
+            sink.text().contains("NET-SNMP version")
+        }) {
+            bail!("snmptrapd did not start on port {port}:\n{}", sink.text());
+        }
+        Ok(sink)
+    }
+
+    /// Its log as it is now.
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The notifications received so far, in order.
+    pub fn traps(&self) -> Vec<Trap> {
+        self.text()
+            .lines()
+            .filter_map(|line| {
+                let vars: BTreeMap<String, String> =
+                    line.split('\t').filter_map(trap_varbind).collect();
+                let oid = vars.get(".1.3.6.1.6.3.1.1.4.1.0")?.clone();
+                Some(Trap { oid, vars })
+            })
+            .collect()
+    }
+}
+
+impl Drop for TrapSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One varbind as `snmptrapd -On` prints it, `OID = TYPE: VALUE`: the OID and the value
+/// (a string without its quotes and escapes).
+fn trap_varbind(text: &str) -> Option<(String, String)> {
+    let (oid, value) = text.split_once(" = ")?;
+    let value = value.split_once(": ").map_or(value, |(_, v)| v);
+    let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(s) => s.replace("\\\"", "\"").replace("\\\\", "\\"),
+        None => value.to_string(),
+    };
+    Some((oid.to_string(), value))
+}
+
 /// Starts `fleet-manager serve` on `work/data`; its start-up report.
 fn spawn_manager(
     bin: &Path,

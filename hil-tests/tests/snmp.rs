@@ -4,19 +4,12 @@
 //! device that goes away makes the manager send palisadeDeviceLost to `snmptrapd`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use palisade_hil::{Expect, Lab, SNMP_COMMUNITY, Scenario, is_root, wait_until};
+use palisade_hil::{Expect, Lab, SNMP_COMMUNITY, Scenario, TrapSink, have, is_root, wait_until};
 
 const PALISADE: &str = ".1.3.6.1.4.1.32473.1";
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// Runs a net-snmp tool against 127.0.0.1:`port`; its standard output.
 fn snmp(tool: &str, port: u16, v3: bool, oids: &[&str], env: &Path) -> String {
@@ -147,35 +140,19 @@ fn net_snmp_reads_agents_and_manager_and_gets_device_lost_traps() {
     );
 
     // A device goes away: the manager says so to the trap sink.
-    let conf = work.path().join("snmptrapd.conf");
-    std::fs::write(&conf, format!("authCommunity log {SNMP_COMMUNITY}\n")).unwrap();
-    let log = work.path().join("traps.log");
-    let mut trapd = Command::new("snmptrapd")
-        .args(["-m", "", "-On", "-f", "-Lf"])
-        .arg(&log)
-        .args(["-C", "-n", "-c"])
-        .arg(&conf)
-        .arg(format!("udp:127.0.0.1:{}", snmp_ports.traps))
-        .env("SNMPCONFPATH", &env)
-        .env("SNMP_PERSISTENT_DIR", &env)
-        .env("HOME", &env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let sink = TrapSink::start(snmp_ports.traps, work.path()).unwrap();
     lab.kill_agent("dpu-2");
     let device_lost = format!("{PALISADE}.0.3");
-    let got = wait_until(Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.contains(&device_lost) && text.contains("dpu-2")
-    });
-    let _ = trapd.kill();
-    let _ = trapd.wait();
+    let notif_device = format!("{PALISADE}.1.3.1.0");
     assert!(
-        got,
+        wait_until(Duration::from_secs(10), || {
+            sink.traps().iter().any(|t| {
+                t.oid == device_lost
+                    && t.vars.get(&notif_device).map(String::as_str) == Some("dpu-2")
+            })
+        }),
         "no palisadeDeviceLost for dpu-2:\n{}\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default(),
+        sink.text(),
         lab.logs()
     );
 }

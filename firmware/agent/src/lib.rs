@@ -5,8 +5,9 @@
 //! (whole, or as a delta from the one running) is verified against its content hash,
 //! planned for the hardware profile, compiled, stored in the state directory and switched
 //! in atomically — the dataplane moves to it at its next burst — and then acknowledged with
-//! its generation, hash and rule placement. A program that does not verify, plan or compile
-//! is acknowledged as refused and the previous one keeps running.
+//! its generation, hash and rule placement. A program that does not verify, plan or compile,
+//! or that redirects or mirrors to a port this device does not have, is acknowledged as
+//! refused and the previous one keeps running.
 //!
 //! The agent keeps enforcing whatever happens to the manager: at start it restores the last
 //! program from its state directory before its ports move a frame (with none stored, it
@@ -42,7 +43,7 @@ use palisade_api::pb::control::v1::{
 };
 use palisade_dataplane::pipeline::{Compiled, Pipeline, PipelineConfig, ProgramSlot};
 use palisade_hw_profiles::Profile;
-use palisade_offload::{PlanOptions, ProgramPlan, RulePlace, plan_program};
+use palisade_offload::{PlanOptions, ProgramPlan, Reason, RulePlace, plan_program};
 use palisade_pki::{DeviceKey, client_config, identify_pem};
 use palisade_ports::Port;
 use palisade_program::{Action, DeviceProgram, FORMAT_VERSION, ProgramParts};
@@ -127,6 +128,9 @@ struct Engine {
     placement: Mutex<Placement>,
     /// Hardware table entries used by the applied program, and the engine's capacity.
     table: Mutex<(u64, u64)>,
+    /// The L7 services and mirror destinations this device has a port for.
+    services: std::collections::BTreeSet<String>,
+    mirrors: std::collections::BTreeSet<String>,
     /// Where SNMP notifications go, once an SNMP agent runs.
     traps: Mutex<Option<tokio::sync::mpsc::UnboundedSender<palisade_snmp::Notification>>>,
     /// Whether the manager's program stream is up.
@@ -248,6 +252,22 @@ fn table_use(plan: &ProgramPlan, profile: &Profile) -> (u64, u64) {
         .and_then(|name| profile.engines().iter().find(|e| &e.name == name))
         .map_or(0, |e| e.capacity.get());
     (used, capacity)
+}
+
+/// Whether the plan left a rule in software because the hardware table had no room for it:
+/// the table is full for this program even when its count is a little short of the
+/// capacity (each direction gets a share of it, rounded down, and a rule that does not fit
+/// whole leaves its share's last entries unused).
+fn table_full(plan: &ProgramPlan) -> bool {
+    [&plan.egress, &plan.ingress]
+        .into_iter()
+        .flat_map(|p| &p.placements)
+        .any(|p| {
+            matches!(
+                p.place,
+                palisade_offload::Place::Software(Reason::CapacityExhausted { .. })
+            )
+        })
 }
 
 /// The acknowledgement's placement of a plan.
@@ -568,10 +588,16 @@ impl Agent {
             .await
             .map_err(|e| Failure::Fatal(anyhow!("the apply task failed: {e}")))?;
         let result = match prepared {
-            Ok((program, compiled, placement, table)) => {
+            Ok(Prepared {
+                program,
+                compiled,
+                placement,
+                table,
+                table_full,
+            }) => {
                 self.state.save_program(&program).map_err(Failure::Fatal)?;
                 *self.engine.table.lock().unwrap_or_else(|e| e.into_inner()) = table;
-                if table.1 > 0 && table.0 >= table.1 {
+                if table_full {
                     self.engine
                         .trap(palisade_snmp::Notification::HardwareTableFull {
                             device: self.engine.name.clone(),
@@ -632,6 +658,17 @@ impl Agent {
     }
 }
 
+/// A program ready to switch to: verified, planned and compiled.
+struct Prepared {
+    program: DeviceProgram,
+    compiled: Compiled,
+    placement: Placement,
+    /// Hardware table entries used, and the capacity.
+    table: (u64, u64),
+    /// Whether rules stayed in software for want of room in the hardware table.
+    table_full: bool,
+}
+
 enum Refusal {
     WrongBase(WireError),
     Bad(anyhow::Error),
@@ -641,7 +678,7 @@ fn prepare(
     engine: &Engine,
     update: &ProgramUpdate,
     current: Option<Arc<DeviceProgram>>,
-) -> Result<(DeviceProgram, Compiled, Placement, (u64, u64)), Refusal> {
+) -> Result<Prepared, Refusal> {
     let program = match receive(update, current.as_deref()) {
         Ok(p) => p,
         Err(e @ WireError::WrongBase { .. }) => return Err(Refusal::WrongBase(e)),
@@ -654,13 +691,39 @@ fn prepare(
             engine.name
         )));
     }
+    // A redirect or mirror this device has no port for would drop or lose those packets
+    // while the commit reads "enforced": refuse the program, so the operator hears of it.
+    for rule in program.tiers().iter().flat_map(|t| &t.rules) {
+        for (what, name, known, flag) in [
+            (
+                "redirects to the L7 service",
+                &rule.redirect,
+                &engine.services,
+                "--service",
+            ),
+            ("mirrors to", &rule.mirror, &engine.mirrors, "--mirror"),
+        ] {
+            if let Some(name) = name.as_ref().filter(|n| !known.contains(*n)) {
+                return Err(Refusal::Bad(anyhow!(
+                    "rule {} {what} `{name}`, which this device has no port for ({flag} {name}=IFACE)",
+                    rule.id
+                )));
+            }
+        }
+    }
     let plan = plan_program(&program, &engine.profile, PlanOptions::default())
         .map_err(|e| Refusal::Bad(anyhow!("offload planning failed: {e}")))?;
     let placement = placement(&plan, engine.profile.name());
     let table = table_use(&plan, &engine.profile);
     let compiled = Compiled::new(program.clone())
         .map_err(|e| Refusal::Bad(anyhow!("the program does not compile: {e}")))?;
-    Ok((program, compiled, placement, table))
+    Ok(Prepared {
+        program,
+        compiled,
+        placement,
+        table,
+        table_full: table_full(&plan),
+    })
 }
 
 fn client(channel: Channel) -> ControlClient<Channel> {
@@ -910,6 +973,8 @@ pub fn start(settings: Settings, wiring: Wiring) -> Result<Running> {
         applied: Mutex::new(stored.map(Arc::new)),
         placement: Mutex::new(placement),
         table: Mutex::new(table),
+        services: services.keys().cloned().collect(),
+        mirrors: mirrors.keys().cloned().collect(),
         traps: Mutex::new(None),
         connected: AtomicBool::new(false),
         counters: Mutex::new(Counters::default()),
