@@ -83,7 +83,7 @@ impl FlowQueue {
 /// The dataplane's record sink: converts and queues.
 pub struct FlowSink {
     queues: Vec<Arc<FlowQueue>>,
-    device: String,
+    device: Arc<str>,
     /// Wall-clock ms at dataplane time 0.
     epoch_ms: i64,
 }
@@ -94,7 +94,7 @@ impl FlowSink {
     pub fn new(queues: Vec<Arc<FlowQueue>>, device: &str, epoch_ms: i64) -> Self {
         Self {
             queues,
-            device: device.to_string(),
+            device: device.into(),
             epoch_ms,
         }
     }
@@ -118,7 +118,7 @@ impl FlowSink {
             ),
         };
         FlowRecord {
-            device: self.device.clone(),
+            device: Arc::clone(&self.device),
             kind,
             end_reason,
             src: r.key.src,
@@ -137,7 +137,7 @@ impl FlowSink {
             } else {
                 Verdict::Denied
             },
-            rule: r.verdict.rule.as_deref().unwrap_or_default().to_string(),
+            rule: r.verdict.rule.as_deref().unwrap_or_default().into(),
             generation: r.verdict.generation,
         }
     }
@@ -173,7 +173,7 @@ mod tests {
             rev_packets: 0,
             rev_bytes: 0,
             verdict: Verdict::Allowed,
-            rule: String::new(),
+            rule: "".into(),
             generation: 1,
         }
     }

@@ -83,7 +83,8 @@ pub async fn query(c: &Connection, args: &QueryArgs, output: Output) -> Result<E
             );
             for f in &r.flows {
                 let Some(rec) = &f.record else { continue };
-                let Ok(record) = palisade_api::flows::from_pb(rec, &rec.device) else {
+                let Ok(record) = palisade_api::flows::from_pb(rec, &rec.device.as_str().into())
+                else {
                     continue;
                 };
                 let end = |ip: std::net::IpAddr, port: u16, endpoint: &str| {
@@ -201,7 +202,8 @@ pub async fn what_if(
                 let Some(rec) = ch.flow.as_ref().and_then(|f| f.record.as_ref()) else {
                     continue;
                 };
-                let Ok(record) = palisade_api::flows::from_pb(rec, &rec.device) else {
+                let Ok(record) = palisade_api::flows::from_pb(rec, &rec.device.as_str().into())
+                else {
                     continue;
                 };
                 let f = ch.flow.as_ref().expect("checked above");

@@ -419,8 +419,8 @@ async fn wait_for_mutations(local: &Local) -> Result<(), StoreError> {
 }
 
 impl FlowStore for ClickHouseStore {
-    fn append<'a>(&'a self, flows: &'a [Flow]) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.append_all(flows))
+    fn append(&self, flows: Vec<Flow>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.append_all(&flows).await })
     }
 
     fn aggregate<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Totals>, StoreError>> {

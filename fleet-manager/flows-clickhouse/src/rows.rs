@@ -132,7 +132,7 @@ impl<'a> FlowRow<'a> {
                 src: address(self.src_family, self.src, "src", at)?,
                 dst: address(self.dst_family, self.dst, "dst", at)?,
                 verdict: decode(&VERDICTS, self.verdict, "verdict", at)?,
-                device: self.device.into_owned(),
+                device: self.device.into(),
                 protocol: self.protocol,
                 src_port: self.src_port,
                 dst_port: self.dst_port,
@@ -142,13 +142,13 @@ impl<'a> FlowRow<'a> {
                 bytes: self.bytes,
                 rev_packets: self.rev_packets,
                 rev_bytes: self.rev_bytes,
-                rule: self.rule.into_owned(),
+                rule: self.rule.into(),
                 generation: self.generation,
             },
-            src_endpoint: self.src_endpoint.into_owned(),
-            dst_endpoint: self.dst_endpoint.into_owned(),
-            src_tags: self.src_tags.into_owned(),
-            dst_tags: self.dst_tags.into_owned(),
+            src_endpoint: self.src_endpoint.into_owned().into(),
+            dst_endpoint: self.dst_endpoint.into_owned().into(),
+            src_tags: self.src_tags.into_owned().into(),
+            dst_tags: self.dst_tags.into_owned().into(),
         })
     }
 }

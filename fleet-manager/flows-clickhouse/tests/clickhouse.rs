@@ -126,8 +126,8 @@ fn flow(i: u64) -> Flow {
         },
         src_endpoint: pick(&["shop/web/eth0", "", "db/pg/eth1", "noslash"], s >> 19).into(),
         dst_endpoint: pick(&["shop/app/eth0", "", "pay/api/eth0"], s >> 23).into(),
-        src_tags: pick_tags(s >> 27),
-        dst_tags: pick_tags(s >> 45),
+        src_tags: pick_tags(s >> 27).into(),
+        dst_tags: pick_tags(s >> 45).into(),
     }
 }
 
@@ -411,9 +411,9 @@ async fn answers_equal_the_in_memory_evaluation() {
         .await
         .unwrap();
     for chunk in all.chunks(1000) {
-        store.append(chunk).await.unwrap();
+        store.append(chunk.to_vec()).await.unwrap();
     }
-    store.append(&[]).await.unwrap();
+    store.append(Vec::new()).await.unwrap();
     for q in queries() {
         assert_answers(&store, &all, &q).await;
     }
@@ -464,8 +464,8 @@ async fn reopens_shards_and_expires() {
     ] {
         {
             let store = ClickHouseStore::open(&config).await.unwrap();
-            store.append(&all[..700]).await.unwrap();
-            store.append(&all[700..]).await.unwrap();
+            store.append(all[..700].to_vec()).await.unwrap();
+            store.append(all[700..].to_vec()).await.unwrap();
         }
         let store = ClickHouseStore::open(&config).await.unwrap();
         for q in [&everything, &by_tiers] {
@@ -520,7 +520,7 @@ async fn reopens_shards_and_expires() {
         .unwrap();
     store.expire(i64::MAX).await.unwrap();
     let all: Vec<Flow> = (0..1500).map(flow).collect();
-    store.append(&all).await.unwrap();
+    store.append(all.clone()).await.unwrap();
     for q in queries().iter().step_by(3) {
         assert_answers(&store, &all, q).await;
     }
@@ -565,19 +565,19 @@ async fn any_text_round_trips_and_matches_only_itself() {
         .enumerate()
         .map(|(i, t)| {
             let mut f = flow(i as u64);
-            f.record.device = format!("d-{t}");
-            f.record.rule = t.to_string();
-            f.src_endpoint = format!("{t}/w/eth0");
-            f.dst_endpoint = t.to_string();
-            f.src_tags = vec![format!("kind={t}"), format!("x={t}=y")];
-            f.dst_tags = vec![t.to_string()];
+            f.record.device = format!("d-{t}").into();
+            f.record.rule = (*t).into();
+            f.src_endpoint = format!("{t}/w/eth0").into();
+            f.dst_endpoint = (*t).into();
+            f.src_tags = [format!("kind={t}"), format!("x={t}=y")].into();
+            f.dst_tags = [t.to_string()].into();
             f
         })
         .collect();
     let store = ClickHouseStore::open(&single(&server, "palisade"))
         .await
         .unwrap();
-    store.append(&all).await.unwrap();
+    store.append(all.clone()).await.unwrap();
     let everything = query("", "", OrderBy::Bytes, 0);
     assert_eq!(
         sorted(store.flows(&everything, 0).await.unwrap()),

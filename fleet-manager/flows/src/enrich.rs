@@ -4,13 +4,13 @@
 //! arrives late (a device reconnecting with buffered records) is not tagged with what an
 //! address means now.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use palisade_flow::FlowRecord;
 
 use crate::Flow;
+use crate::hash::FastMap;
 
 /// How many past views are kept.
 const HISTORY: usize = 64;
@@ -19,19 +19,21 @@ const HISTORY: usize = 64;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct End {
     /// `project/workload/interface`.
-    pub endpoint: String,
+    pub endpoint: Arc<str>,
     /// Effective tags, `type=value`, sorted.
-    pub tags: Vec<String>,
+    pub tags: Arc<[String]>,
 }
 
 /// Addresses to ends, as of some time.
-pub type View = HashMap<IpAddr, Arc<End>>;
+pub type View = FastMap<IpAddr, Arc<End>>;
 
 /// Attaches ends to records.
 #[derive(Debug, Default)]
 pub struct Enricher {
     /// (in force from, view), oldest first.
     views: Vec<(i64, Arc<View>)>,
+    /// What an address that is no endpoint gets.
+    nobody: End,
 }
 
 impl Enricher {
@@ -59,16 +61,17 @@ impl Enricher {
             .or_else(|| self.views.first().map(|(_, v)| v))
     }
 
-    /// The record with its ends.
+    /// The record with its ends (shared with the view: no copy per record).
     pub fn enrich(&self, record: FlowRecord) -> Flow {
         let view = self.view_at(record.end_ms);
-        let end = |ip: IpAddr| view.and_then(|v| v.get(&ip)).cloned();
+        let end =
+            |ip: IpAddr| -> &End { view.and_then(|v| v.get(&ip)).map_or(&self.nobody, |e| &**e) };
         let (src, dst) = (end(record.src), end(record.dst));
         Flow {
-            src_endpoint: src.as_ref().map(|e| e.endpoint.clone()).unwrap_or_default(),
-            dst_endpoint: dst.as_ref().map(|e| e.endpoint.clone()).unwrap_or_default(),
-            src_tags: src.map(|e| e.tags.clone()).unwrap_or_default(),
-            dst_tags: dst.map(|e| e.tags.clone()).unwrap_or_default(),
+            src_endpoint: Arc::clone(&src.endpoint),
+            dst_endpoint: Arc::clone(&dst.endpoint),
+            src_tags: Arc::clone(&src.tags),
+            dst_tags: Arc::clone(&dst.tags),
             record,
         }
     }
@@ -96,18 +99,18 @@ mod tests {
             rev_packets: 0,
             rev_bytes: 0,
             verdict: Verdict::Allowed,
-            rule: String::new(),
+            rule: "".into(),
             generation: 1,
         }
     }
 
     fn view(tag: &str) -> View {
-        let mut v = View::new();
+        let mut v = View::default();
         v.insert(
             "10.0.0.1".parse().unwrap(),
             Arc::new(End {
                 endpoint: "shop/web/eth0".into(),
-                tags: vec![tag.into()],
+                tags: [tag.into()].into(),
             }),
         );
         v
@@ -116,14 +119,14 @@ mod tests {
     #[test]
     fn records_get_the_tags_in_force_when_they_were_made() {
         let mut e = Enricher::new();
-        assert_eq!(e.enrich(record(5)).src_endpoint, "");
+        assert_eq!(&*e.enrich(record(5)).src_endpoint, "");
         e.update(100, view("deployment=prod"));
         e.update(200, view("deployment=dev"));
-        assert_eq!(e.enrich(record(150)).src_tags, ["deployment=prod"]);
-        assert_eq!(e.enrich(record(250)).src_tags, ["deployment=dev"]);
-        assert_eq!(e.enrich(record(200)).src_tags, ["deployment=dev"]);
+        assert_eq!(&*e.enrich(record(150)).src_tags, ["deployment=prod"]);
+        assert_eq!(&*e.enrich(record(250)).src_tags, ["deployment=dev"]);
+        assert_eq!(&*e.enrich(record(200)).src_tags, ["deployment=dev"]);
         // Older than anything known: the oldest view.
-        assert_eq!(e.enrich(record(50)).src_tags, ["deployment=prod"]);
-        assert_eq!(e.enrich(record(250)).dst_endpoint, "");
+        assert_eq!(&*e.enrich(record(50)).src_tags, ["deployment=prod"]);
+        assert_eq!(&*e.enrich(record(250)).dst_endpoint, "");
     }
 }

@@ -1,13 +1,14 @@
-//! A fast, non-cryptographic hasher for the store's own maps (string interning, groups,
-//! session sets): the keys come from the fleet's own records and never decide memory use
-//! beyond one query or block, so the standard library's DoS-resistant SipHash buys nothing
-//! here and costs a third of an aggregation's time.
+//! A fast, non-cryptographic hasher for maps whose keys an attacker cannot choose to
+//! collide: the store's own maps (string interning, groups, session sets: keys never decide
+//! memory use beyond one query or block) and the enricher's views (the fleet's own
+//! addresses; a record's address is only looked up). The standard library's DoS-resistant
+//! SipHash buys nothing there and costs a third of an aggregation's time.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// The multiply-rotate hash of rustc's `FxHasher`, one word at a time.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct FastHasher(u64);
+pub struct FastHasher(u64);
 
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
@@ -57,6 +58,6 @@ impl Hasher for FastHasher {
 }
 
 /// A `HashMap` with [`FastHasher`].
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FastHasher>>;
+pub type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FastHasher>>;
 /// A `HashSet` with [`FastHasher`].
-pub(crate) type FastSet<K> = std::collections::HashSet<K, BuildHasherDefault<FastHasher>>;
+pub type FastSet<K> = std::collections::HashSet<K, BuildHasherDefault<FastHasher>>;

@@ -4,13 +4,16 @@
 //! filters, grouping by tag pairs, top talkers) and the [`Enricher`] that attaches tags as
 //! they were when the record was made.
 
+mod block;
 mod embedded;
 pub mod enrich;
-mod hash;
+pub mod hash;
 pub mod query;
+mod scan;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub use embedded::EmbeddedStore;
 pub use enrich::Enricher;
@@ -19,19 +22,20 @@ pub use query::{Aggregator, Field, Filter, OrderBy, Query, Row};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// A flow record with what the fleet manager knows of its ends.
+/// A flow record with what the fleet manager knows of its ends. The ends' endpoint and tags
+/// are shared (`Arc`): every record of an endpoint points at the enricher's one copy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flow {
     /// The record as reported.
     pub record: FlowRecord,
     /// The initiator's endpoint (`project/workload/interface`), or "" when unknown.
-    pub src_endpoint: String,
+    pub src_endpoint: Arc<str>,
     /// The responder's endpoint, or "".
-    pub dst_endpoint: String,
+    pub dst_endpoint: Arc<str>,
     /// The initiator's effective tags (`type=value`, sorted) when the record was made.
-    pub src_tags: Vec<String>,
+    pub src_tags: Arc<[String]>,
     /// The responder's.
-    pub dst_tags: Vec<String>,
+    pub dst_tags: Arc<[String]>,
 }
 
 /// Why a store refused or failed.
@@ -57,7 +61,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait FlowStore: Send + Sync {
     /// Adds flows; resolves once they are durable (what the manager acknowledges to
     /// devices only then).
-    fn append<'a>(&'a self, flows: &'a [Flow]) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn append(&self, flows: Vec<Flow>) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Totals per group of the flows the query selects, ordered and limited.
     fn aggregate<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Row>, StoreError>>;

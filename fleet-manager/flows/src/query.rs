@@ -104,17 +104,17 @@ impl Field {
     pub fn value(&self, flow: &Flow) -> String {
         let r = &flow.record;
         match self {
-            Field::Device => r.device.clone(),
+            Field::Device => r.device.to_string(),
             Field::Verdict => r.verdict.to_string(),
-            Field::Rule => r.rule.clone(),
+            Field::Rule => r.rule.to_string(),
             Field::Generation => r.generation.to_string(),
             Field::Protocol => protocol_name(r.protocol),
             Field::DstPort => r.dst_port.to_string(),
             Field::SrcPort => r.src_port.to_string(),
             Field::Src => r.src.to_string(),
             Field::Dst => r.dst.to_string(),
-            Field::SrcEndpoint => flow.src_endpoint.clone(),
-            Field::DstEndpoint => flow.dst_endpoint.clone(),
+            Field::SrcEndpoint => flow.src_endpoint.to_string(),
+            Field::DstEndpoint => flow.dst_endpoint.to_string(),
             Field::SrcProject => project(&flow.src_endpoint).to_string(),
             Field::DstProject => project(&flow.dst_endpoint).to_string(),
             Field::SrcTag(kind) => tag_value(&flow.src_tags, kind),
@@ -156,15 +156,16 @@ fn valid_kind(kind: &str) -> bool {
 }
 
 /// The project of `project/workload/interface` (empty for no endpoint).
-fn project(endpoint: &str) -> &str {
+pub(crate) fn project(endpoint: &str) -> &str {
     endpoint.split('/').next().unwrap_or_default()
 }
 
 /// The value of the first tag of `kind` (`tier` in `tier=web`), or "".
-fn tag_value(tags: &[String], kind: &str) -> String {
+pub(crate) fn tag_value<S: AsRef<str>>(tags: &[S], kind: &str) -> String {
     tags.iter()
         .find_map(|t| {
-            t.split_once('=')
+            t.as_ref()
+                .split_once('=')
                 .filter(|(k, _)| *k == kind)
                 .map(|(_, v)| v.to_string())
         })
@@ -549,6 +550,38 @@ impl Aggregator {
         sessions.insert(session_id(flow));
     }
 
+    /// Adds a group's totals worked out elsewhere (session ids must come from one
+    /// function throughout an aggregation).
+    pub(crate) fn merge(
+        &mut self,
+        key: Vec<String>,
+        packets: u64,
+        bytes: u64,
+        records: u64,
+        sessions: crate::hash::FastSet<u64>,
+    ) {
+        let (row, all) = self.groups.entry(key.clone()).or_insert_with(|| {
+            (
+                Row {
+                    key,
+                    sessions: 0,
+                    packets: 0,
+                    bytes: 0,
+                    records: 0,
+                },
+                Default::default(),
+            )
+        });
+        row.packets = row.packets.saturating_add(packets);
+        row.bytes = row.bytes.saturating_add(bytes);
+        row.records += records;
+        if all.is_empty() {
+            *all = sessions;
+        } else {
+            all.extend(sessions);
+        }
+    }
+
     /// The rows, ordered and limited as `query` says.
     pub fn finish(self, query: &Query) -> Vec<Row> {
         let mut rows: Vec<Row> = self
@@ -607,8 +640,8 @@ mod tests {
             },
             src_endpoint: "shop/web/eth0".into(),
             dst_endpoint: "shop/app/eth0".into(),
-            src_tags: vec![tags.0.into(), "application=shop".into()],
-            dst_tags: vec![tags.1.into(), "application=shop".into()],
+            src_tags: [tags.0.into(), "application=shop".into()].into(),
+            dst_tags: [tags.1.into(), "application=shop".into()].into(),
         }
     }
 

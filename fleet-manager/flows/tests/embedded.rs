@@ -11,7 +11,7 @@ fn flow(i: u64, end_ms: i64) -> Flow {
     let tiers = ["web", "app", "db"];
     Flow {
         record: FlowRecord {
-            device: format!("dpu-{}", i % 2 + 1),
+            device: format!("dpu-{}", i % 2 + 1).into(),
             kind: [RecordKind::Start, RecordKind::Update, RecordKind::End][(i % 3) as usize],
             end_reason: None,
             src: format!("10.1.0.{}", i % 7).parse().unwrap(),
@@ -31,16 +31,16 @@ fn flow(i: u64, end_ms: i64) -> Flow {
                 Verdict::Allowed
             },
             rule: if i.is_multiple_of(5) {
-                String::new()
+                "".into()
             } else {
                 "shop/0020".into()
             },
             generation: i / 100,
         },
-        src_endpoint: format!("shop/w{}/eth0", i % 7),
-        dst_endpoint: format!("shop/a{}/eth0", i % 5),
-        src_tags: vec![format!("tier={}", tiers[(i % 3) as usize])],
-        dst_tags: vec![format!("tier={}", tiers[(i % 2 + 1) as usize])],
+        src_endpoint: format!("shop/w{}/eth0", i % 7).into(),
+        dst_endpoint: format!("shop/a{}/eth0", i % 5).into(),
+        src_tags: [format!("tier={}", tiers[(i % 3) as usize])].into(),
+        dst_tags: [format!("tier={}", tiers[(i % 2 + 1) as usize])].into(),
     }
 }
 
@@ -60,9 +60,9 @@ async fn appended_flows_answer_queries_survive_reopen_and_expire() {
     {
         let store = EmbeddedStore::open(&path).unwrap();
         // Several appends (blocks), one larger than a block.
-        store.append(&all[..100]).await.unwrap();
-        store.append(&all[100..200]).await.unwrap();
-        store.append(&all[200..]).await.unwrap();
+        store.append(all[..100].to_vec()).await.unwrap();
+        store.append(all[100..200].to_vec()).await.unwrap();
+        store.append(all[200..].to_vec()).await.unwrap();
     }
     let store = EmbeddedStore::open(&path).unwrap();
     let queries = [
@@ -118,8 +118,8 @@ async fn a_limited_listing_is_the_oldest_flows_even_across_late_blocks() {
     let early: Vec<Flow> = (0..100).map(|i| flow(i, 1_000 + i as i64)).collect();
     // Reported late: older than most of the first block, stored after it.
     let late: Vec<Flow> = (0..10).map(|i| flow(500 + i, 1_010 + i as i64)).collect();
-    store.append(&early).await.unwrap();
-    store.append(&late).await.unwrap();
+    store.append(early.clone()).await.unwrap();
+    store.append(late.clone()).await.unwrap();
     let q = Query {
         from_ms: 0,
         to_ms: i64::MAX,

@@ -22,7 +22,8 @@
 //! `src.application,src.tier,dst.application,dst.tier`, the top 10 by bytes, median of 3.
 //!
 //! Run: `cargo bench -p palisade-server --bench ingest`; `INGEST_RECORDS` (default 1M),
-//! `INGEST_ROUNDS` (default 5) and `INGEST_QUERY_RECORDS` make it shorter. Results: a
+//! `INGEST_ROUNDS` (default 5) and `INGEST_QUERY_RECORDS` make it shorter;
+//! `INGEST_CLICKHOUSE=0` leaves ClickHouse out (for profiling our side). Results: a
 //! table on stdout, progress on stderr, JSON lines in `target/bench/ingest.jsonl`.
 
 #[path = "../../flows-clickhouse/tests/server/mod.rs"]
@@ -122,7 +123,7 @@ fn records(n: usize, at_ms: i64) -> Vec<FlowRecord> {
                 } else {
                     Verdict::Allowed
                 },
-                rule: format!("lab/policy/{:04}", i % 40),
+                rule: format!("lab/policy/{:04}", i % 40).into(),
                 generation: 3,
             }
         })
@@ -346,26 +347,33 @@ fn nfdump_version() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Enriched flows for the query figure (tags as the manager would attach them).
+/// Enriched flows for the query figure (tags as the manager attaches them: one shared copy
+/// per workload).
 fn query_flows(n: usize, at_ms: i64) -> Vec<Flow> {
     let w = workloads();
+    let ends: Vec<(Arc<str>, Arc<[String]>)> = (0..w)
+        .map(|k| {
+            (
+                format!("lab/w{k}/eth0").into(),
+                [
+                    format!("application={}", APPS[k % APPS.len()]),
+                    format!("tier={}", TIERS[(k / APPS.len()) % TIERS.len()]),
+                ]
+                .into(),
+            )
+        })
+        .collect();
     records(n, at_ms)
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let tags = |k: usize| {
-                vec![
-                    format!("application={}", APPS[k % APPS.len()]),
-                    format!("tier={}", TIERS[(k / APPS.len()) % TIERS.len()]),
-                ]
-            };
-            let (s, d) = (i % w, (i * 7 + 3) % w);
+            let (s, d) = (&ends[i % w], &ends[(i * 7 + 3) % w]);
             Flow {
                 record: r,
-                src_endpoint: format!("lab/w{s}/eth0"),
-                dst_endpoint: format!("lab/w{d}/eth0"),
-                src_tags: tags(s),
-                dst_tags: tags(d),
+                src_endpoint: Arc::clone(&s.0),
+                dst_endpoint: Arc::clone(&d.0),
+                src_tags: Arc::clone(&s.1),
+                dst_tags: Arc::clone(&d.1),
             }
         })
         .collect()
@@ -376,7 +384,7 @@ async fn query_figure(store: &dyn FlowStore, n: usize, name: &str) -> Result<(f6
     let started = Instant::now();
     for chunk in (0..n).step_by(100_000) {
         let flows = query_flows((n - chunk).min(100_000), at);
-        store.append(&flows).await?;
+        store.append(flows).await?;
     }
     let load = started.elapsed().as_secs_f64();
     let q = Query {
@@ -498,7 +506,12 @@ async fn main() -> Result<()> {
     ours.running.shutdown().await;
 
     // ClickHouse, when installed.
-    let ch = clickhouse_server::Server::start("ingest bench").await;
+    let ch = if std::env::var("INGEST_CLICKHOUSE").is_ok_and(|v| v == "0") {
+        eprintln!("INGEST_CLICKHOUSE=0: ClickHouse left out");
+        None
+    } else {
+        clickhouse_server::Server::start("ingest bench").await
+    };
     let mut ch_query = None;
     if let Some(server) = &ch {
         let store = palisade_flows_clickhouse::ClickHouseStore::open(

@@ -274,8 +274,9 @@ impl Control for ControlService {
             ));
         }
         let mut records = Vec::with_capacity(report.records.len());
+        let name: std::sync::Arc<str> = device.as_str().into();
         for (i, m) in report.records.iter().enumerate() {
-            let r = palisade_api::flows::from_pb(m, &device)
+            let r = palisade_api::flows::from_pb(m, &name)
                 .map_err(|e| malformed(&device, "ReportFlows", format!("records[{i}]: {e}")))?;
             records.push(r);
         }

@@ -216,10 +216,10 @@ fn flow_query(req: &pb::FlowQuery) -> Result<palisade_flows::Query, Status> {
 fn flow_pb(f: &palisade_flows::Flow) -> palisade_api::pb::flow::v1::Flow {
     palisade_api::pb::flow::v1::Flow {
         record: Some(palisade_api::flows::to_pb(&f.record)),
-        src_endpoint: f.src_endpoint.clone(),
-        dst_endpoint: f.dst_endpoint.clone(),
-        src_tags: f.src_tags.clone(),
-        dst_tags: f.dst_tags.clone(),
+        src_endpoint: f.src_endpoint.to_string(),
+        dst_endpoint: f.dst_endpoint.to_string(),
+        src_tags: f.src_tags.to_vec(),
+        dst_tags: f.dst_tags.to_vec(),
     }
 }
 

@@ -50,11 +50,11 @@ pub fn view_of(fleet: &Fleet) -> View {
     let index = fleet.index();
     let tags = palisade_intent::endpoint_tags(fleet.intent().committed(), index)
         .unwrap_or_else(|_| vec![Vec::new(); index.endpoints().len()]);
-    let mut view = View::new();
+    let mut view = View::default();
     for (id, e) in index.endpoints().iter().enumerate() {
         let end = Arc::new(End {
-            endpoint: e.name.clone(),
-            tags: tags.get(id).cloned().unwrap_or_default(),
+            endpoint: e.name.as_str().into(),
+            tags: tags.get(id).cloned().unwrap_or_default().into(),
         });
         for a in &e.addresses {
             view.insert(*a, Arc::clone(&end));
@@ -95,7 +95,7 @@ impl Telemetry {
         .await
         .map_err(|e| StoreError::Backend(format!("enrichment task: {e}")))?;
         let n = flows.len();
-        match self.store.append(&flows).await {
+        match self.store.append(flows).await {
             Ok(()) => {
                 self.stats.records.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(n)
@@ -184,6 +184,8 @@ pub fn packet_of(r: &FlowRecord) -> Packet {
 const IPFIX_RECV_BUFFER: usize = 8 << 20;
 /// Records stored per batch.
 const INGEST_BATCH: usize = 8192;
+/// Most records stored in one transaction.
+const INGEST_COALESCE: usize = 16 * INGEST_BATCH;
 /// Longest a record waits for its batch.
 const INGEST_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -225,7 +227,15 @@ pub async fn collect_ipfix(
         warn!("could not start the IPFIX collector's thread: {e}");
         return;
     }
-    while let Some(batch) = rx.recv().await {
+    while let Some(mut batch) = rx.recv().await {
+        // Under load, batches pile up while one is stored: store them together (one
+        // transaction, one sync to disk, for up to INGEST_COALESCE records).
+        while batch.len() < INGEST_COALESCE {
+            match rx.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
         if let Err(e) = telemetry.ingest(batch).await {
             warn!("IPFIX records lost: {e}");
         }

@@ -2,6 +2,7 @@
 //! malformed input with the field named.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use palisade_flow::{EndReason, FlowRecord, RecordKind, Verdict};
 
@@ -43,9 +44,9 @@ pub fn to_pb(r: &FlowRecord) -> pb::FlowRecord {
         rev_packets: r.rev_packets,
         rev_bytes: r.rev_bytes,
         denied: r.verdict == Verdict::Denied,
-        rule: r.rule.clone(),
+        rule: r.rule.to_string(),
         generation: r.generation,
-        device: r.device.clone(),
+        device: r.device.to_string(),
     }
 }
 
@@ -62,8 +63,8 @@ fn ip(bytes: &[u8], field: &str) -> Result<IpAddr, String> {
 }
 
 /// A record from its message; `device` replaces what the message says (the manager knows
-/// who called). Errors name the field.
-pub fn from_pb(m: &pb::FlowRecord, device: &str) -> Result<FlowRecord, String> {
+/// who called; one shared name for a whole report). Errors name the field.
+pub fn from_pb(m: &pb::FlowRecord, device: &Arc<str>) -> Result<FlowRecord, String> {
     let kind = match pb::RecordKind::try_from(m.kind) {
         Ok(pb::RecordKind::Start) => RecordKind::Start,
         Ok(pb::RecordKind::Update) => RecordKind::Update,
@@ -97,7 +98,7 @@ pub fn from_pb(m: &pb::FlowRecord, device: &str) -> Result<FlowRecord, String> {
         return Err(format!("rule: {} bytes, at most 1024", m.rule.len()));
     }
     Ok(FlowRecord {
-        device: device.to_string(),
+        device: Arc::clone(device),
         kind,
         end_reason,
         src: ip(&m.src, "src")?,
@@ -116,7 +117,7 @@ pub fn from_pb(m: &pb::FlowRecord, device: &str) -> Result<FlowRecord, String> {
         } else {
             Verdict::Allowed
         },
-        rule: m.rule.clone(),
+        rule: m.rule.as_str().into(),
         generation: m.generation,
     })
 }
@@ -147,10 +148,14 @@ mod tests {
             generation: 9,
         };
         let m = to_pb(&r);
-        assert_eq!(from_pb(&m, "dpu-1").unwrap(), r);
+        assert_eq!(from_pb(&m, &"dpu-1".into()).unwrap(), r);
         let mut forged = r.clone();
         forged.device = "dpu-2".into();
-        assert_eq!(from_pb(&m, "dpu-2").unwrap(), forged, "the caller decides");
+        assert_eq!(
+            from_pb(&m, &"dpu-2".into()).unwrap(),
+            forged,
+            "the caller decides"
+        );
         for (mutate, says) in [
             (
                 Box::new(|m: &mut pb::FlowRecord| m.src = vec![1, 2, 3]) as Box<dyn Fn(&mut _)>,
@@ -168,7 +173,7 @@ mod tests {
         ] {
             let mut bad = m.clone();
             mutate(&mut bad);
-            let e = from_pb(&bad, "d").unwrap_err();
+            let e = from_pb(&bad, &"d".into()).unwrap_err();
             assert!(e.contains(says), "{e}");
         }
     }

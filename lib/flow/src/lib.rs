@@ -10,6 +10,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -74,11 +75,13 @@ impl FromStr for Verdict {
     }
 }
 
-/// One report about one session.
+/// One report about one session. The device and rule names are shared (`Arc<str>`): a
+/// device reports thousands of records a second naming the same few strings, and collectors
+/// hand out one copy of each.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowRecord {
     /// The reporting device (a vRouter's name; for third-party exporters, their address).
-    pub device: String,
+    pub device: Arc<str>,
     /// Start, update or end.
     pub kind: RecordKind,
     /// Why it ended (end records).
@@ -109,7 +112,7 @@ pub struct FlowRecord {
     /// The verdict.
     pub verdict: Verdict,
     /// The id of the deciding rule; empty when no rule decided (a tier default).
-    pub rule: String,
+    pub rule: Arc<str>,
     /// The program generation that decided (0 when unknown: third-party exporters).
     pub generation: u64,
 }

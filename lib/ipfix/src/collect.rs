@@ -316,6 +316,44 @@ pub struct Collector {
     config: CollectorConfig,
     exporters: HashMap<SocketAddr, ExporterState>,
     stats: CollectorStats,
+    names: Names,
+}
+
+/// Most distinct device and rule names kept for sharing; more and the list starts over.
+const MAX_NAMES: usize = 16_384;
+
+/// Device and rule names as records carry them, each decoded once and shared by every
+/// record that names it (an exporter repeats the same few in every record).
+#[derive(Debug, Default)]
+struct Names {
+    by_bytes: HashMap<Vec<u8>, Arc<str>>,
+    by_exporter: HashMap<IpAddr, Arc<str>>,
+}
+
+impl Names {
+    fn of(&mut self, bytes: &[u8]) -> Arc<str> {
+        if let Some(name) = self.by_bytes.get(bytes) {
+            return Arc::clone(name);
+        }
+        if self.by_bytes.len() >= MAX_NAMES {
+            self.by_bytes.clear();
+        }
+        let name: Arc<str> = String::from_utf8_lossy(bytes).into();
+        self.by_bytes.insert(bytes.to_vec(), Arc::clone(&name));
+        name
+    }
+
+    fn of_exporter(&mut self, ip: IpAddr) -> Arc<str> {
+        if let Some(name) = self.by_exporter.get(&ip) {
+            return Arc::clone(name);
+        }
+        if self.by_exporter.len() >= MAX_NAMES {
+            self.by_exporter.clear();
+        }
+        let name: Arc<str> = ip.to_string().into();
+        self.by_exporter.insert(ip, Arc::clone(&name));
+        name
+    }
 }
 
 impl Collector {
@@ -325,6 +363,7 @@ impl Collector {
             config,
             exporters: HashMap::new(),
             stats: CollectorStats::default(),
+            names: Names::default(),
         }
     }
 
@@ -774,7 +813,12 @@ impl Collector {
     }
 
     /// Turns a data record's values into a flow record, if it has both addresses.
-    fn record(&self, exporter: SocketAddr, context: &Context, v: Values<'_>) -> Option<FlowRecord> {
+    fn record(
+        &mut self,
+        exporter: SocketAddr,
+        context: &Context,
+        v: Values<'_>,
+    ) -> Option<FlowRecord> {
         let (src, dst) = (v.src?, v.dst?);
         // The epoch of sysUpTime-relative times: boot time from the NetFlow v9 header, or
         // IPFIX's systemInitTimeMilliseconds (from the record or an options record).
@@ -815,8 +859,8 @@ impl Collector {
         };
         Some(FlowRecord {
             device: match v.device {
-                Some(d) => String::from_utf8_lossy(d).into_owned(),
-                None => exporter.ip().to_string(),
+                Some(d) => self.names.of(d),
+                None => self.names.of_exporter(exporter.ip()),
             },
             kind,
             end_reason,
@@ -836,10 +880,7 @@ impl Collector {
             } else {
                 Verdict::Allowed
             },
-            rule: v
-                .rule
-                .map(|r| String::from_utf8_lossy(r).into_owned())
-                .unwrap_or_default(),
+            rule: self.names.of(v.rule.unwrap_or_default()),
             generation: v.generation.unwrap_or(0),
         })
     }
@@ -1095,7 +1136,7 @@ mod tests {
             rev_packets: 0,
             rev_bytes: 0,
             verdict: Verdict::Allowed,
-            rule: String::new(),
+            rule: "".into(),
             generation: 0,
         }
     }
@@ -1304,8 +1345,8 @@ mod tests {
         record.extend_from_slice(&0x81u32.to_be_bytes());
         let msg = ipfix(0, &[set(2, &template(300, &fields)), set(300, &record)]);
         let records = c.decode(from(), &msg, NOW).unwrap();
-        assert_eq!(records[0].device, "fw1");
-        assert_eq!(records[0].rule, "");
+        assert_eq!(&*records[0].device, "fw1");
+        assert_eq!(&*records[0].rule, "");
         assert_eq!(records[0].verdict, Verdict::Denied);
 
         // A variable-length field that runs past its set.

@@ -60,7 +60,7 @@ fn record() -> impl Strategy<Value = FlowRecord> {
                 (start_ms, end_ms, [packets, bytes, rev_packets, rev_bytes]),
                 (denied, rule, generation),
             )| FlowRecord {
-                device,
+                device: device.into(),
                 kind,
                 end_reason,
                 src,
@@ -79,7 +79,7 @@ fn record() -> impl Strategy<Value = FlowRecord> {
                 } else {
                     Verdict::Allowed
                 },
-                rule,
+                rule: rule.into(),
                 generation,
             },
         )
@@ -93,13 +93,13 @@ fn be32(m: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]])
 }
 
-fn cut(s: &mut String, max: usize) {
+fn cut(s: &mut std::sync::Arc<str>, max: usize) {
     if s.len() > max {
         let end = (0..=max)
             .rev()
             .find(|&i| s.is_char_boundary(i))
             .unwrap_or(0);
-        s.truncate(end);
+        *s = s[..end].into();
     }
 }
 
@@ -288,7 +288,7 @@ fn templates_are_resent_after_the_interval() {
         rev_packets: 0,
         rev_bytes: 0,
         verdict: Verdict::Allowed,
-        rule: String::new(),
+        rule: "".into(),
         generation: 1,
     };
     let templates_at = |exporter: &mut Exporter, at: i64| {

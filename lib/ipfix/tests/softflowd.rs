@@ -152,13 +152,13 @@ fn check(
     slack_ms: i64,
 ) {
     for r in records {
-        assert_eq!(r.device, "127.0.0.1", "{args:?}: {r:?}");
+        assert_eq!(&*r.device, "127.0.0.1", "{args:?}: {r:?}");
         assert_eq!(
             (r.kind, r.verdict),
             (RecordKind::End, Verdict::Allowed),
             "{args:?}"
         );
-        assert_eq!((r.rule.as_str(), r.generation), ("", 0), "{args:?}");
+        assert_eq!((&*r.rule, r.generation), ("", 0), "{args:?}");
     }
     let got: BTreeSet<_> = records
         .iter()
