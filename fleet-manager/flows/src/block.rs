@@ -398,6 +398,14 @@ impl<'a> Block<'a> {
         &self.set_ids[a..b]
     }
 
+    /// Tag set `i`'s tags.
+    pub(crate) fn tags(&self, i: u32) -> Vec<&'a str> {
+        self.set(i)
+            .iter()
+            .map(|s| self.strings[*s as usize])
+            .collect()
+    }
+
     /// How many tag sets.
     pub(crate) fn set_count(&self) -> usize {
         self.sets.len()

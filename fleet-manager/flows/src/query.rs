@@ -529,25 +529,25 @@ impl Aggregator {
     /// Adds one (selected) flow.
     pub fn add(&mut self, flow: &Flow) {
         let key: Vec<String> = self.keys.iter().map(|k| k.value(flow)).collect();
-        let (row, sessions) = match self.groups.get_mut(&key) {
-            Some(group) => group,
-            None => self.groups.entry(key.clone()).or_insert_with(|| {
-                (
-                    Row {
-                        key,
-                        sessions: 0,
-                        packets: 0,
-                        bytes: 0,
-                        records: 0,
-                    },
-                    Default::default(),
-                )
-            }),
-        };
+        let (row, sessions) = self.group(key);
         row.packets = row.packets.saturating_add(flow.record.total_packets());
         row.bytes = row.bytes.saturating_add(flow.record.total_bytes());
         row.records += 1;
         sessions.insert(session_id(flow));
+    }
+
+    /// The group of `key`, made empty if new.
+    fn group(&mut self, key: Vec<String>) -> &mut (Row, crate::hash::FastSet<u64>) {
+        self.groups.entry(key).or_insert_with_key(|key| {
+            let row = Row {
+                key: key.clone(),
+                sessions: 0,
+                packets: 0,
+                bytes: 0,
+                records: 0,
+            };
+            (row, Default::default())
+        })
     }
 
     /// Adds a group's totals worked out elsewhere (session ids must come from one
@@ -560,18 +560,7 @@ impl Aggregator {
         records: u64,
         sessions: crate::hash::FastSet<u64>,
     ) {
-        let (row, all) = self.groups.entry(key.clone()).or_insert_with(|| {
-            (
-                Row {
-                    key,
-                    sessions: 0,
-                    packets: 0,
-                    bytes: 0,
-                    records: 0,
-                },
-                Default::default(),
-            )
-        });
+        let (row, all) = self.group(key);
         row.packets = row.packets.saturating_add(packets);
         row.bytes = row.bytes.saturating_add(bytes);
         row.records += records;

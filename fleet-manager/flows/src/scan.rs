@@ -95,14 +95,7 @@ impl<'q> Selector<'q> {
     fn test(c: &'q Condition, block: &Block<'_>) -> (Test<'q>, bool) {
         let sets = |f: &dyn Fn(&[&str]) -> bool| -> Vec<bool> {
             (0..block.set_count() as u32)
-                .map(|i| {
-                    let tags: Vec<&str> = block
-                        .set(i)
-                        .iter()
-                        .map(|s| block.strings[*s as usize])
-                        .collect();
-                    f(&tags)
-                })
+                .map(|i| f(&block.tags(i)))
                 .collect()
         };
         let test = match (&c.field, &c.value) {
@@ -240,14 +233,7 @@ impl<'q> Partial<'q> {
             keys.push(match field {
                 Field::SrcTag(kind) | Field::DstTag(kind) => {
                     let ids = (0..block.set_count() as u32)
-                        .map(|i| {
-                            let tags: Vec<&str> = block
-                                .set(i)
-                                .iter()
-                                .map(|s| block.strings[*s as usize])
-                                .collect();
-                            names.id(&tag_value(&tags, kind))
-                        })
+                        .map(|i| names.id(&tag_value(&block.tags(i), kind)))
                         .collect();
                     Key::Sets {
                         src: matches!(field, Field::SrcTag(_)),
