@@ -83,16 +83,30 @@ pub fn plan_program(
         row_entry[side].push(*entry);
     }
     let [ingress_rows, egress_rows] = rows;
-    // Both directions live in one device: share its capacity in proportion to their rows.
+    // Both directions live in one device: ingress gets a share of its capacity in
+    // proportion to its rows, egress whatever ingress left (no entry lost to rounding or to
+    // a share ingress did not fill).
     let capacity = crate::plan::engine_for(profile).map_or(0, |e| e.capacity.get());
     let capacity = options.max_entries.map_or(capacity, |m| m.min(capacity));
     let total = (ingress_rows.len() + egress_rows.len()).max(1) as u64;
-    let share = |rows: usize| PlanOptions {
-        max_entries: Some(capacity * rows as u64 / total),
+    let with = |max: u64| PlanOptions {
+        max_entries: Some(max),
         ..options
     };
-    let ingress = plan(&ingress_rows, profile, share(ingress_rows.len()))?;
-    let egress = plan(&egress_rows, profile, share(egress_rows.len()))?;
+    let ingress = plan(
+        &ingress_rows,
+        profile,
+        with(capacity * ingress_rows.len() as u64 / total),
+    )?;
+    let used: u64 = ingress
+        .placements
+        .iter()
+        .map(|p| match p.place {
+            Place::Hardware { entries, .. } => u64::from(entries),
+            Place::Software(_) => 0,
+        })
+        .sum();
+    let egress = plan(&egress_rows, profile, with(capacity.saturating_sub(used)))?;
     let mut tallies = vec![Tally::default(); flat.entries.len()];
     for (p, entries) in [(&ingress, &row_entry[0]), (&egress, &row_entry[1])] {
         for placement in &p.placements {

@@ -169,3 +169,52 @@ fn hardware_plus_software_equals_software_per_direction() {
         }
     }
 }
+
+#[test]
+fn both_directions_together_fill_the_table_to_its_capacity() {
+    // 301 ingress and 300 egress rules of one exact entry each on a 256-entry device: the
+    // proportional shares round to 128 + 127; egress takes what ingress left, so no entry
+    // goes unused while rules wait in software.
+    let rules = |direction: Direction, n: u16| -> Vec<Rule> {
+        (0..n)
+            .map(|i| Rule {
+                endpoints: vec![1],
+                ..rule(
+                    &format!("app/{direction:?}/{i}"),
+                    direction,
+                    None,
+                    vec![PortRange::single(1000 + i)],
+                    Action::Allow,
+                )
+            })
+            .collect()
+    };
+    let mut parts = program().parts().clone();
+    parts.tiers = vec![Tier {
+        kind: TierKind::Application,
+        rules: [
+            rules(Direction::Ingress, 301),
+            rules(Direction::Egress, 300),
+        ]
+        .concat(),
+        defaults: vec![TierDefaults::both(Action::Deny); 2],
+    }];
+    let program = DeviceProgram::new(parts).unwrap();
+    let plan = plan_program(
+        &program,
+        &builtin("sim-small").unwrap(),
+        PlanOptions::default(),
+    )
+    .unwrap();
+    let mut hardware = 0;
+    let mut software = 0;
+    for r in &plan.rules {
+        match &r.place {
+            RulePlace::Hardware { entries } => hardware += entries,
+            RulePlace::Software { .. } => software += 1,
+            other => panic!("{}: {other:?}", r.id),
+        }
+    }
+    assert_eq!(hardware, 256, "{software} rules in software");
+    assert_eq!(software, 601 - 256);
+}
