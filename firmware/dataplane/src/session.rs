@@ -9,7 +9,6 @@
 //! handed in by the caller (no clock in here).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -304,40 +303,6 @@ pub enum SessionError {
     NoSyn,
 }
 
-/// A hasher for session keys (packet headers; see the classifier's note on SipHash).
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 31)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(u64::from(i));
-    }
-
-    fn write_u16(&mut self, i: u16) {
-        self.write_u64(u64::from(i));
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(u64::from(i));
-    }
-}
-
 /// The direction-independent key: the lower (address, port) end first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct CanonKey {
@@ -372,7 +337,7 @@ const EVICTION_SAMPLE: usize = 8;
 /// The table.
 pub struct SessionTable {
     config: SessionConfig,
-    index: HashMap<CanonKey, u32, BuildHasherDefault<KeyHasher>>,
+    index: HashMap<CanonKey, u32, rustc_hash::FxBuildHasher>,
     slots: Vec<Option<Session>>,
     free: Vec<u32>,
     /// Where the next expiry scan and eviction sample start.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use palisade_flow::{EndReason, FlowRecord, RecordKind, Verdict};
 
 use crate::Flow;
-use crate::hash::FastMap;
+use rustc_hash::FxHashMap;
 
 /// Most flows per block.
 pub(crate) const BLOCK_FLOWS: usize = 8192;
@@ -85,8 +85,8 @@ impl Header {
 /// one `Arc` per name, so a pointer answers most lookups), then by content.
 #[derive(Default)]
 struct Strings<'f> {
-    by_pointer: FastMap<usize, u32>,
-    index: FastMap<&'f str, u32>,
+    by_pointer: FxHashMap<usize, u32>,
+    index: FxHashMap<&'f str, u32>,
     list: Vec<&'f str>,
 }
 
@@ -118,8 +118,8 @@ impl<'f> Strings<'f> {
 /// tags, so a pointer answers most lookups), then by content.
 #[derive(Default)]
 struct TagSets<'f> {
-    by_pointer: FastMap<usize, u32>,
-    by_value: FastMap<&'f [String], u32>,
+    by_pointer: FxHashMap<usize, u32>,
+    by_value: FxHashMap<&'f [String], u32>,
     list: Vec<&'f [String]>,
 }
 

@@ -85,7 +85,7 @@ impl EmbeddedStore {
         query: &Query,
         mut visit: impl FnMut(
             (i64, u64),
-            redb::AccessGuard<'_, &'static [u8]>,
+            redb::AccessGuard<'static, &'static [u8]>,
         ) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let tx = self.db.begin_read().map_err(backend)?;
@@ -122,7 +122,9 @@ impl EmbeddedStore {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, MAX_THREADS);
-        let (tx, rx) = mpsc::sync_channel::<((i64, u64), Vec<u8>)>(2 * threads);
+        let (tx, rx) = mpsc::sync_channel::<((i64, u64), redb::AccessGuard<'static, &'static [u8]>)>(
+            2 * threads,
+        );
         let rx = Mutex::new(rx);
         let mut total = Aggregator::new(&query.group_by);
         std::thread::scope(|s| {
@@ -135,7 +137,7 @@ impl EmbeddedStore {
                             let Ok((key, value)) = next else {
                                 return Ok(partial);
                             };
-                            let bytes = Bytes::of(&value).map_err(|p| corrupt(key, p))?;
+                            let bytes = Bytes::of(value.value()).map_err(|p| corrupt(key, p))?;
                             let block = Block::new_checked(bytes.as_slice())
                                 .map_err(|p| corrupt(key, p))?;
                             partial.add(&block);
@@ -145,7 +147,7 @@ impl EmbeddedStore {
                 .collect();
             let read = self.blocks(query, |key, value| {
                 // A worker that failed has stopped receiving: stop reading.
-                Ok(tx.send((key, value.value().to_vec())).is_ok())
+                Ok(tx.send((key, value)).is_ok())
             });
             drop(tx);
             let mut result = read;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use palisade_flow::FlowRecord;
 
 use crate::Flow;
-use crate::hash::FastMap;
+use rustc_hash::FxHashMap;
 
 /// How many past views are kept.
 const HISTORY: usize = 64;
@@ -25,7 +25,7 @@ pub struct End {
 }
 
 /// Addresses to ends, as of some time.
-pub type View = FastMap<IpAddr, Arc<End>>;
+pub type View = FxHashMap<IpAddr, Arc<End>>;
 
 /// Attaches ends to records.
 #[derive(Debug, Default)]

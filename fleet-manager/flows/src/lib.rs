@@ -7,7 +7,6 @@
 mod block;
 mod embedded;
 pub mod enrich;
-pub mod hash;
 pub mod query;
 mod scan;
 

@@ -21,6 +21,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use palisade_flow::Verdict;
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use serde::{Deserialize, Serialize};
 
 use crate::Flow;
@@ -502,7 +503,7 @@ pub struct Row {
 fn session_id(flow: &Flow) -> u64 {
     use std::hash::{Hash, Hasher};
     let r = &flow.record;
-    let mut h = crate::hash::FastHasher::default();
+    let mut h = FxHasher::default();
     (
         &r.device, r.src, r.dst, r.protocol, r.src_port, r.dst_port, r.start_ms,
     )
@@ -514,7 +515,7 @@ fn session_id(flow: &Flow) -> u64 {
 #[derive(Debug)]
 pub struct Aggregator {
     keys: Vec<Field>,
-    groups: crate::hash::FastMap<Vec<String>, (Row, crate::hash::FastSet<u64>)>,
+    groups: FxHashMap<Vec<String>, (Row, FxHashSet<u64>)>,
 }
 
 impl Aggregator {
@@ -537,7 +538,7 @@ impl Aggregator {
     }
 
     /// The group of `key`, made empty if new.
-    fn group(&mut self, key: Vec<String>) -> &mut (Row, crate::hash::FastSet<u64>) {
+    fn group(&mut self, key: Vec<String>) -> &mut (Row, FxHashSet<u64>) {
         self.groups.entry(key).or_insert_with_key(|key| {
             let row = Row {
                 key: key.clone(),
@@ -558,7 +559,7 @@ impl Aggregator {
         packets: u64,
         bytes: u64,
         records: u64,
-        sessions: crate::hash::FastSet<u64>,
+        sessions: FxHashSet<u64>,
     ) {
         let (row, all) = self.group(key);
         row.packets = row.packets.saturating_add(packets);

@@ -11,10 +11,10 @@ use palisade_flow::Verdict;
 
 use crate::Flow;
 use crate::block::{Block, FlowCache, RowRef};
-use crate::hash::{FastHasher, FastMap, FastSet};
 use crate::query::{
     Aggregator, Cidr, Condition, Field, Operand, Query, project, protocol_name, tag_value,
 };
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 /// A string column of a row.
 #[derive(Clone, Copy)]
@@ -168,7 +168,7 @@ impl<'q> Selector<'q> {
 /// Values of one grouping key, numbered as they are met.
 #[derive(Default)]
 struct Names {
-    index: FastMap<String, u64>,
+    index: FxHashMap<String, u64>,
     list: Vec<String>,
 }
 
@@ -188,6 +188,7 @@ impl Names {
 /// table of value numbers.
 enum Key {
     Strings(Column, Vec<u64>),
+    Constant(u64),
     Sets { src: bool, ids: Vec<u64> },
     Verdict,
     Protocol,
@@ -204,16 +205,16 @@ struct Totals {
     packets: u64,
     bytes: u64,
     records: u64,
-    sessions: FastSet<u64>,
+    sessions: FxHashSet<u64>,
 }
 
 /// Totals per group of the rows of the blocks added (one per thread; merged at the end).
 pub(crate) struct Partial<'q> {
     query: &'q Query,
     names: Vec<Names>,
-    addresses: FastMap<IpAddr, u64>,
+    addresses: FxHashMap<IpAddr, u64>,
     address_list: Vec<IpAddr>,
-    groups: FastMap<Box<[u64]>, Totals>,
+    groups: FxHashMap<Box<[u64]>, Totals>,
 }
 
 impl<'q> Partial<'q> {
@@ -221,9 +222,9 @@ impl<'q> Partial<'q> {
         Self {
             query,
             names: query.group_by.iter().map(|_| Names::default()).collect(),
-            addresses: FastMap::default(),
+            addresses: FxHashMap::default(),
             address_list: Vec::new(),
-            groups: FastMap::default(),
+            groups: FxHashMap::default(),
         }
     }
 
@@ -257,7 +258,7 @@ impl<'q> Partial<'q> {
                             .collect(),
                     ),
                     // Not a grouping field (`addr`, `tag`): one empty value, as `Field::value`.
-                    None => Key::Strings(Column::Device, vec![names.id(""); block.strings.len()]),
+                    None => Key::Constant(names.id("")),
                 },
             });
         }
@@ -283,7 +284,7 @@ impl<'q> Partial<'q> {
             .strings
             .iter()
             .map(|s| {
-                let mut h = FastHasher::default();
+                let mut h = FxHasher::default();
                 s.hash(&mut h);
                 h.finish()
             })
@@ -297,6 +298,7 @@ impl<'q> Partial<'q> {
             for (slot, k) in key.iter_mut().zip(&keys) {
                 *slot = match k {
                     Key::Strings(column, ids) => ids[column.get(row) as usize],
+                    Key::Constant(id) => *id,
                     Key::Sets { src, ids } => {
                         ids[if *src { row.src_tags() } else { row.dst_tags() } as usize]
                     }
@@ -320,7 +322,7 @@ impl<'q> Partial<'q> {
                 .bytes
                 .saturating_add(row.bytes().saturating_add(row.rev_bytes()));
             totals.records += 1;
-            let mut h = FastHasher::default();
+            let mut h = FxHasher::default();
             h.write_u64(devices[row.device() as usize]);
             h.write(row.addresses());
             h.write_u8(row.families());

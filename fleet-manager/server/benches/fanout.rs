@@ -45,6 +45,8 @@
 //! and `FANOUT_ROUNDS` (default 5) make a quicker run. Results: a table on stdout, progress
 //! on stderr, JSON lines in `target/bench/fanout.jsonl`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -55,6 +57,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use common::{env_number, median};
 use etcd_client::{Client as EtcdClient, EventType, Txn, TxnOp, WatchOptions};
 use palisade_api::delta::{receive, update_for};
 use palisade_api::pb::control::v1::control_client::ControlClient;
@@ -674,16 +677,6 @@ struct Setting {
     etcd_version: String,
 }
 
-fn env_number(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}=`{v}`: expected a whole number")),
-        Err(_) => Ok(default),
-    }
-}
-
 fn setting() -> Result<Setting> {
     let devices = env_number("FANOUT_DEVICES", 1000)?;
     let rounds = env_number("FANOUT_ROUNDS", 5)?;
@@ -1233,16 +1226,6 @@ impl Sample {
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
 }
 
 /// Memory and descriptors that connecting `n` clients added to a server and its clients.

@@ -29,6 +29,7 @@
 #[path = "../../flows-clickhouse/tests/server/mod.rs"]
 #[allow(dead_code)]
 mod clickhouse_server;
+mod common;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
@@ -39,6 +40,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use common::{env_number, median};
 use palisade_flow::{FlowRecord, RecordKind, Verdict};
 use palisade_flows::query::parse_group_by;
 use palisade_flows::{EmbeddedStore, Flow, FlowStore, Query};
@@ -51,16 +53,6 @@ use palisade_server::serve::{Running, ServeConfig, TelemetryConfig, start};
 const APPS: [&str; 4] = ["shop", "billing", "crm", "hr"];
 const TIERS: [&str; 3] = ["web", "app", "db"];
 const PER: usize = 20;
-
-fn env_number(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}=`{v}`: expected a whole number")),
-        Err(_) => Ok(default),
-    }
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -322,11 +314,6 @@ fn nfcapd_run(datagrams: &[Vec<u8>], expected: u64) -> Result<Run> {
         .count() as u64;
     ensure!(stored <= expected, "nfdump read {stored} of {expected}");
     Ok(Run { stored, seconds })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn cpu() -> String {
