@@ -13,11 +13,13 @@ cd "$(dirname "$0")/.."
 # namespace tests; openssl (s_client) as an outside TLS client of the manager; nc and ping
 # for the namespace scenarios' real traffic (hil-tests), ethtool for their DPDK variant;
 # net-snmp's clients and snmptrapd against our SNMP agents; ClickHouse (the flow store's
-# server; the tests start their own) and nfdump / softflowd (IPFIX peers). (protoc comes
-# with the build: protoc-bin-vendored.)
+# server; the tests start their own) and nfdump / softflowd (IPFIX peers); protoc and the
+# well-known types (protobuf-compiler, libprotobuf-dev) for etcd-client's build script: the
+# fanout bench's etcd peer is a dev-dependency, so a fresh machine cannot build the tests
+# without them (our own API crate carries a vendored protoc).
 packages=(build-essential pkg-config libdpdk-dev dpdk dpdk-dev libclang-dev iproute2
     openssl netcat-openbsd iputils-ping ethtool snmp snmptrapd clickhouse-server nfdump
-    softflowd)
+    softflowd protobuf-compiler libprotobuf-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -145,20 +145,49 @@ impl<'f> TagSets<'f> {
     }
 }
 
+/// What one row is made of: a record and both ends (borrowed from a [`Flow`], or from the
+/// enricher's view when records are encoded straight from a collector).
+#[derive(Clone, Copy)]
+pub(crate) struct Source<'f> {
+    pub record: &'f FlowRecord,
+    pub src_endpoint: &'f Arc<str>,
+    pub dst_endpoint: &'f Arc<str>,
+    pub src_tags: &'f Arc<[String]>,
+    pub dst_tags: &'f Arc<[String]>,
+}
+
+impl<'f> From<&'f Flow> for Source<'f> {
+    fn from(f: &'f Flow) -> Self {
+        Source {
+            record: &f.record,
+            src_endpoint: &f.src_endpoint,
+            dst_endpoint: &f.dst_endpoint,
+            src_tags: &f.src_tags,
+            dst_tags: &f.dst_tags,
+        }
+    }
+}
+
 /// Encodes flows as one block; (earliest end_ms, bytes).
 pub(crate) fn encode(flows: &[Flow]) -> (i64, Vec<u8>) {
+    encode_rows(flows.len(), flows.iter().map(Source::from))
+}
+
+/// Encodes `count` rows as one block; (earliest end_ms, bytes).
+pub(crate) fn encode_rows<'f>(
+    count: usize,
+    rows: impl Iterator<Item = Source<'f>>,
+) -> (i64, Vec<u8>) {
     let mut strings = Strings::default();
     let mut tag_sets = TagSets::default();
-    let min = flows.iter().map(|f| f.record.end_ms).min().unwrap_or(0);
-    let max = flows.iter().map(|f| f.record.end_ms).max().unwrap_or(0);
-    let mut out = Vec::with_capacity(HEADER + flows.len() * ROW + 4096);
-    out.push(VERSION);
-    out.extend((flows.len() as u32).to_le_bytes());
-    out.extend(min.to_le_bytes());
-    out.extend(max.to_le_bytes());
-    out.resize(HEADER + flows.len() * ROW, 0);
-    for (f, row) in flows.iter().zip(out[HEADER..].chunks_exact_mut(ROW)) {
-        let r = &f.record;
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    let mut out = vec![0; HEADER + count * ROW];
+    let mut written = 0;
+    for (f, row) in rows.zip(out[HEADER..].chunks_exact_mut(ROW)) {
+        let r = f.record;
+        min = min.min(r.end_ms);
+        max = max.max(r.end_ms);
+        written += 1;
         put(row, DEVICE, &strings.shared(&r.device).to_le_bytes());
         row[KIND] = kind_code(r.kind);
         row[REASON] = reason_code(r.end_reason);
@@ -180,16 +209,25 @@ pub(crate) fn encode(flows: &[Flow]) -> (i64, Vec<u8>) {
         put(
             row,
             SRC_ENDPOINT,
-            &strings.shared(&f.src_endpoint).to_le_bytes(),
+            &strings.shared(f.src_endpoint).to_le_bytes(),
         );
         put(
             row,
             DST_ENDPOINT,
-            &strings.shared(&f.dst_endpoint).to_le_bytes(),
+            &strings.shared(f.dst_endpoint).to_le_bytes(),
         );
-        put(row, SRC_TAGS, &tag_sets.id(&f.src_tags).to_le_bytes());
-        put(row, DST_TAGS, &tag_sets.id(&f.dst_tags).to_le_bytes());
+        put(row, SRC_TAGS, &tag_sets.id(f.src_tags).to_le_bytes());
+        put(row, DST_TAGS, &tag_sets.id(f.dst_tags).to_le_bytes());
     }
+    // An iterator shorter than it said: the block holds what came.
+    out.truncate(HEADER + written * ROW);
+    if written == 0 {
+        (min, max) = (0, 0);
+    }
+    out[0] = VERSION;
+    put(&mut out, 1, &(written as u32).to_le_bytes());
+    put(&mut out, 5, &min.to_le_bytes());
+    put(&mut out, 13, &max.to_le_bytes());
     // Tag sets name their tags by string id too.
     let sets: Vec<Vec<u32>> = tag_sets
         .list

@@ -61,12 +61,18 @@ impl Enricher {
             .or_else(|| self.views.first().map(|(_, v)| v))
     }
 
-    /// The record with its ends (shared with the view: no copy per record).
-    pub fn enrich(&self, record: FlowRecord) -> Flow {
+    /// The ends of a record: its source's and its destination's as of its time (an empty
+    /// end for an address that was no endpoint).
+    pub fn ends(&self, record: &FlowRecord) -> (&End, &End) {
         let view = self.view_at(record.end_ms);
         let end =
             |ip: IpAddr| -> &End { view.and_then(|v| v.get(&ip)).map_or(&self.nobody, |e| &**e) };
-        let (src, dst) = (end(record.src), end(record.dst));
+        (end(record.src), end(record.dst))
+    }
+
+    /// The record with its ends (shared with the view: no copy per record).
+    pub fn enrich(&self, record: FlowRecord) -> Flow {
+        let (src, dst) = self.ends(&record);
         Flow {
             src_endpoint: Arc::clone(&src.endpoint),
             dst_endpoint: Arc::clone(&dst.endpoint),

@@ -12,7 +12,7 @@ mod scan;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 pub use embedded::EmbeddedStore;
 pub use enrich::Enricher;
@@ -61,6 +61,29 @@ pub trait FlowStore: Send + Sync {
     /// Adds flows; resolves once they are durable (what the manager acknowledges to
     /// devices only then).
     fn append(&self, flows: Vec<Flow>) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Enriches records with `enricher` and adds them, in one pass where the store can (the
+    /// embedded store encodes its rows straight from the records and the enricher's ends,
+    /// with no [`Flow`] per record); resolves once they are durable, with their number. The
+    /// default makes the flows and [`FlowStore::append`]s them. Enrichment runs off the
+    /// async workers.
+    fn append_records(
+        &self,
+        records: Vec<FlowRecord>,
+        enricher: Arc<RwLock<Enricher>>,
+    ) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let flows: Vec<Flow> = tokio::task::spawn_blocking(move || {
+                let enricher = enricher.read().unwrap_or_else(|e| e.into_inner());
+                records.into_iter().map(|r| enricher.enrich(r)).collect()
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("enrichment task: {e}")))?;
+            let n = flows.len();
+            self.append(flows).await?;
+            Ok(n)
+        })
+    }
 
     /// Totals per group of the flows the query selects, ordered and limited.
     fn aggregate<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Row>, StoreError>>;

@@ -130,3 +130,75 @@ async fn a_limited_listing_is_the_oldest_flows_even_across_late_blocks() {
     assert_eq!(ends.len(), 20);
     assert_eq!(ends.iter().max(), Some(&1_014), "{ends:?}");
 }
+
+mod one_pass {
+    //! Records enriched and encoded in one pass (`append_records`, what collectors use)
+    //! are stored exactly as the same records enriched into flows and appended.
+
+    use std::sync::{Arc, RwLock};
+
+    use palisade_flows::enrich::{End, View};
+    use palisade_flows::{EmbeddedStore, Enricher, Flow, FlowStore, Query};
+    use proptest::prelude::*;
+
+    use super::flow;
+
+    /// Views in force from 0 and from `switch_ms`; `known` of the 7 source addresses are
+    /// endpoints (the others get empty ends).
+    fn enricher(switch_ms: i64, known: usize) -> Enricher {
+        let mut e = Enricher::new();
+        for (at, tier) in [(0, "web"), (switch_ms, "dev")] {
+            let mut view = View::default();
+            for k in 0..known {
+                view.insert(
+                    format!("10.1.0.{k}").parse().unwrap(),
+                    Arc::new(End {
+                        endpoint: format!("shop/w{k}/eth0").into(),
+                        tags: [format!("tier={tier}"), format!("n={k}")].into(),
+                    }),
+                );
+            }
+            view.insert(
+                "10.1.1.1".parse().unwrap(),
+                Arc::new(End {
+                    endpoint: "shop/db/eth0".into(),
+                    tags: ["tier=db".to_string()].into(),
+                }),
+            );
+            e.update(at, view);
+        }
+        e
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn one_pass_stores_what_enrich_then_append_stores(
+            n in 0usize..20_000,
+            switch_ms in 0i64..25_000,
+            known in 0usize..8,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let (a, b) = (
+                EmbeddedStore::open(&dir.path().join("a.redb")).unwrap(),
+                EmbeddedStore::open(&dir.path().join("b.redb")).unwrap(),
+            );
+            let records: Vec<_> = (0..n as u64).map(|i| flow(i, 1_000 + i as i64).record).collect();
+            let enricher = enricher(switch_ms, known);
+            let flows: Vec<Flow> = records.iter().cloned().map(|r| enricher.enrich(r)).collect();
+            let all = Query { from_ms: 0, to_ms: i64::MAX, ..Query::default() };
+            let (got, want) = rt.block_on(async {
+                let stored = a
+                    .append_records(records, Arc::new(RwLock::new(enricher)))
+                    .await
+                    .unwrap();
+                assert_eq!(stored, n);
+                b.append(flows).await.unwrap();
+                (a.flows(&all, 0).await.unwrap(), b.flows(&all, 0).await.unwrap())
+            });
+            prop_assert_eq!(got.len(), n);
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -366,6 +366,74 @@ fn query_flows(n: usize, at_ms: i64) -> Vec<Flow> {
         .collect()
 }
 
+/// Single-thread cost per record of each stage on our side (decode, enrich, store),
+/// printed so a change can be traced to the stage it moved.
+async fn stage_costs(records: &[FlowRecord], datagrams: &[Vec<u8>]) -> Result<[f64; 3]> {
+    let from: std::net::SocketAddr = "127.0.0.1:4739".parse()?;
+    let t = Instant::now();
+    let mut collector = palisade_ipfix::Collector::default();
+    // In batches, as the collector's thread hands them on.
+    let mut batches = Vec::new();
+    let mut pending = Vec::with_capacity(8192);
+    for d in datagrams {
+        collector.decode_into(from, d, now_ms(), &mut pending)?;
+        if pending.len() >= 8192 {
+            batches.push(std::mem::replace(&mut pending, Vec::with_capacity(8192)));
+        }
+    }
+    batches.push(pending);
+    let decode = t.elapsed().as_secs_f64();
+    let decoded: Vec<FlowRecord> = batches.into_iter().flatten().collect();
+    let n_records = records.len();
+    ensure!(
+        decoded.len() == n_records,
+        "decoded {} of {n_records}",
+        decoded.len()
+    );
+    let mut view = palisade_flows::enrich::View::default();
+    for k in 0..workloads() {
+        view.insert(
+            IpAddr::V4(address(k)),
+            Arc::new(palisade_flows::enrich::End {
+                endpoint: format!("lab/w{k}/eth0").into(),
+                tags: [
+                    format!("application={}", APPS[k % APPS.len()]),
+                    format!("tier={}", TIERS[(k / APPS.len()) % TIERS.len()]),
+                ]
+                .into(),
+            }),
+        );
+    }
+    let mut enricher = palisade_flows::Enricher::new();
+    enricher.update(0, view);
+    let enricher = Arc::new(std::sync::RwLock::new(enricher));
+    let dir = tempfile::tempdir()?;
+    let store = EmbeddedStore::open(&dir.path().join("stages.redb"))?;
+    let mut records = decoded;
+    let t = Instant::now();
+    let mut cpu = 0.0;
+    while !records.is_empty() {
+        let rest = records.split_off(records.len().min(131_072));
+        let batch = std::mem::replace(&mut records, rest);
+        let c = thread_cpu_seconds();
+        store.append_records(batch, Arc::clone(&enricher)).await?;
+        cpu += thread_cpu_seconds() - c;
+    }
+    let store_s = t.elapsed().as_secs_f64();
+    let n = n_records as f64;
+    Ok([decode / n, store_s / n, cpu / n].map(|s| s * 1e9))
+}
+
+/// CPU time of the process so far (all threads), seconds.
+fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
 async fn query_figure(store: &dyn FlowStore, n: usize, name: &str) -> Result<(f64, f64)> {
     let at = now_ms();
     let started = Instant::now();
@@ -419,6 +487,14 @@ async fn main() -> Result<()> {
     let all = records(n, now_ms());
     let datagrams = encode(&all)?;
     eprintln!("{} datagrams", datagrams.len());
+    let stages = stage_costs(&all, &datagrams).await?;
+    eprintln!(
+        "stage costs: decode {:.0} ns/record (one thread); enrich + store {:.0} ns/record, of which CPU {:.0}",
+        stages[0], stages[1], stages[2]
+    );
+    if std::env::var("INGEST_STAGES_ONLY").is_ok_and(|v| v == "1") {
+        return Ok(());
+    }
 
     // Correctness first, on a stream the receivers cannot fall behind on.
     let check = records(20_000, now_ms());

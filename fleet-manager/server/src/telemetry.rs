@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use palisade_flows::enrich::{End, View};
-use palisade_flows::{Enricher, Flow, FlowRecord, FlowStore, StoreError};
+use palisade_flows::{Enricher, FlowRecord, FlowStore, StoreError};
 use palisade_inventory::{AddressOwner, InventoryIndex};
 use palisade_program::{Decision, DeviceProgram, Direction, Packet};
 
@@ -86,17 +86,14 @@ impl Telemetry {
 
     /// Enriches and stores records; resolves when they are durable.
     pub async fn ingest(&self, records: Vec<FlowRecord>) -> Result<usize, StoreError> {
-        // Enrichment is CPU work: off the async workers, which receive datagrams.
-        let enricher = Arc::clone(&self.enricher);
-        let flows: Vec<Flow> = tokio::task::spawn_blocking(move || {
-            let enricher = enricher.read().unwrap_or_else(|e| e.into_inner());
-            records.into_iter().map(|r| enricher.enrich(r)).collect()
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("enrichment task: {e}")))?;
-        let n = flows.len();
-        match self.store.append(flows).await {
-            Ok(()) => {
+        // Enrichment is CPU work: the store does it off the async workers.
+        let n = records.len();
+        match self
+            .store
+            .append_records(records, Arc::clone(&self.enricher))
+            .await
+        {
+            Ok(n) => {
                 self.stats.records.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(n)
             }
@@ -186,6 +183,8 @@ const IPFIX_RECV_BUFFER: usize = 8 << 20;
 const INGEST_BATCH: usize = 8192;
 /// Most records stored in one transaction.
 const INGEST_COALESCE: usize = 16 * INGEST_BATCH;
+/// Batches being stored at once.
+const INGEST_IN_FLIGHT: usize = 2;
 /// Longest a record waits for its batch.
 const INGEST_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -227,8 +226,11 @@ pub async fn collect_ipfix(
         warn!("could not start the IPFIX collector's thread: {e}");
         return;
     }
+    // Up to INGEST_IN_FLIGHT batches are stored at once: one is enriched and encoded while
+    // another is committed (whose time is mostly the disk's).
+    let mut in_flight = tokio::task::JoinSet::new();
     while let Some(mut batch) = rx.recv().await {
-        // Under load, batches pile up while one is stored: store them together (one
+        // Under load, batches pile up while others are stored: store them together (one
         // transaction, one sync to disk, for up to INGEST_COALESCE records).
         while batch.len() < INGEST_COALESCE {
             match rx.try_recv() {
@@ -236,10 +238,17 @@ pub async fn collect_ipfix(
                 Err(_) => break,
             }
         }
-        if let Err(e) = telemetry.ingest(batch).await {
-            warn!("IPFIX records lost: {e}");
+        while in_flight.len() >= INGEST_IN_FLIGHT {
+            in_flight.join_next().await;
         }
+        let telemetry = Arc::clone(&telemetry);
+        in_flight.spawn(async move {
+            if let Err(e) = telemetry.ingest(batch).await {
+                warn!("IPFIX records lost: {e}");
+            }
+        });
     }
+    while in_flight.join_next().await.is_some() {}
 }
 
 fn receive_ipfix(
@@ -252,19 +261,19 @@ fn receive_ipfix(
     use tracing::warn;
     let mut collector = palisade_ipfix::Collector::default();
     let mut buf = vec![0u8; 65_536];
-    let mut pending: Vec<FlowRecord> = Vec::new();
+    let mut pending: Vec<FlowRecord> = Vec::with_capacity(INGEST_BATCH);
     let mut oldest = Instant::now();
     let mut last_warning: Option<Instant> = None;
     while !*shutdown.borrow() {
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
                 telemetry.stats.datagrams.fetch_add(1, Ordering::Relaxed);
-                match collector.decode(from, &buf[..n], now_ms()) {
-                    Ok(records) => {
-                        if pending.is_empty() {
+                let was_empty = pending.is_empty();
+                match collector.decode_into(from, &buf[..n], now_ms(), &mut pending) {
+                    Ok(_) => {
+                        if was_empty && !pending.is_empty() {
                             oldest = Instant::now();
                         }
-                        pending.extend(records);
                     }
                     Err(e) => {
                         telemetry.stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -288,7 +297,8 @@ fn receive_ipfix(
         if pending.len() >= INGEST_BATCH
             || (!pending.is_empty() && oldest.elapsed() >= INGEST_LINGER)
         {
-            let batch = std::mem::take(&mut pending);
+            // Sized for a whole batch up front: no regrowing (and copying) as it fills.
+            let batch = std::mem::replace(&mut pending, Vec::with_capacity(INGEST_BATCH));
             if let Err(e) = tx.try_send(batch) {
                 let n = match &e {
                     tokio::sync::mpsc::error::TrySendError::Full(b)

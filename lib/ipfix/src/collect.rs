@@ -324,10 +324,13 @@ const MAX_NAMES: usize = 16_384;
 
 /// Device and rule names as records carry them, each decoded once and shared by every
 /// record that names it (an exporter repeats the same few in every record).
+///
+/// Looked up twice per record, so hashed with foldhash (seeded per map, so exporters cannot
+/// aim collisions at it) rather than SipHash.
 #[derive(Debug, Default)]
 struct Names {
-    by_bytes: HashMap<Vec<u8>, Arc<str>>,
-    by_exporter: HashMap<IpAddr, Arc<str>>,
+    by_bytes: HashMap<Vec<u8>, Arc<str>, foldhash::fast::RandomState>,
+    by_exporter: HashMap<IpAddr, Arc<str>, foldhash::fast::RandomState>,
 }
 
 impl Names {
@@ -390,21 +393,38 @@ impl Collector {
         datagram: &[u8],
         now_ms: i64,
     ) -> Result<Vec<FlowRecord>, DecodeError> {
-        self.stats.datagrams += 1;
         let mut records = Vec::new();
-        match self.decode_into(exporter, datagram, now_ms, &mut records) {
+        self.decode_into(exporter, datagram, now_ms, &mut records)?;
+        Ok(records)
+    }
+
+    /// [`Collector::decode`], appending the datagram's records to `records` (a collector
+    /// reusing one buffer for many datagrams); returns how many it appended. A malformed
+    /// datagram appends nothing.
+    pub fn decode_into(
+        &mut self,
+        exporter: SocketAddr,
+        datagram: &[u8],
+        now_ms: i64,
+        records: &mut Vec<FlowRecord>,
+    ) -> Result<usize, DecodeError> {
+        self.stats.datagrams += 1;
+        let before = records.len();
+        match self.decode_sets(exporter, datagram, now_ms, records) {
             Ok(()) => {
-                self.stats.records += records.len() as u64;
-                Ok(records)
+                let n = records.len() - before;
+                self.stats.records += n as u64;
+                Ok(n)
             }
             Err(e) => {
+                records.truncate(before);
                 self.stats.malformed += 1;
                 Err(e)
             }
         }
     }
 
-    fn decode_into(
+    fn decode_sets(
         &mut self,
         exporter: SocketAddr,
         datagram: &[u8],
@@ -822,17 +842,20 @@ impl Collector {
         let (src, dst) = (v.src?, v.dst?);
         // The epoch of sysUpTime-relative times: boot time from the NetFlow v9 header, or
         // IPFIX's systemInitTimeMilliseconds (from the record or an options record).
-        let uptime_base = if context.version == NETFLOW_V9 {
-            Some(context.export_ms - i64::from(context.v9_uptime_ms))
-        } else {
-            v.system_init_ms.or_else(|| {
-                self.exporters
-                    .get(&exporter)
-                    .and_then(|s| s.system_init_ms.get(&context.domain).copied())
-            })
+        // Looked up only for records that have such times.
+        let uptime_base = || {
+            if context.version == NETFLOW_V9 {
+                Some(context.export_ms - i64::from(context.v9_uptime_ms))
+            } else {
+                v.system_init_ms.or_else(|| {
+                    self.exporters
+                        .get(&exporter)
+                        .and_then(|s| s.system_init_ms.get(&context.domain).copied())
+                })
+            }
         };
         let from_uptime = |uptime: Option<u64>| -> Option<i64> {
-            let t = uptime_base?.saturating_add(clamp_i64(uptime?));
+            let t = uptime_base()?.saturating_add(clamp_i64(uptime?));
             Some(nearest_wrap(t, context.export_ms))
         };
         let mut start = v.start_ms.or_else(|| from_uptime(v.start_uptime));
@@ -1155,6 +1178,41 @@ mod tests {
         assert_eq!(records, [third_party([10, 0, 0, 1], [10, 0, 0, 2], 100, 2)]);
         assert_eq!(c.stats().records, 1);
         assert_eq!(c.stats().templates, 1);
+    }
+
+    #[test]
+    fn decode_into_appends_and_a_malformed_datagram_appends_nothing() {
+        let mut c = Collector::default();
+        let good = ipfix(
+            1,
+            &[
+                set(2, &template(300, &V4_FLOW)),
+                set(300, &v4_flow([10, 0, 0, 1], [10, 0, 0, 2], 100, 2)),
+            ],
+        );
+        let mut out = vec![third_party([1, 1, 1, 1], [2, 2, 2, 2], 1, 1)];
+        assert_eq!(c.decode_into(from(), &good, NOW, &mut out), Ok(1));
+        // A datagram whose first data set decodes and whose second set's length is wrong:
+        // its records are dropped, what was there before stays.
+        let mut bad = ipfix(
+            1,
+            &[
+                set(300, &v4_flow([10, 0, 0, 3], [10, 0, 0, 4], 7, 1)),
+                set(300, &v4_flow([10, 0, 0, 5], [10, 0, 0, 6], 8, 1)),
+            ],
+        );
+        let second_set_length = 16 + (4 + 21) + 2;
+        bad[second_set_length..second_set_length + 2].copy_from_slice(&200u16.to_be_bytes());
+        assert!(c.decode_into(from(), &bad, NOW, &mut out).is_err());
+        assert_eq!(
+            out,
+            [
+                third_party([1, 1, 1, 1], [2, 2, 2, 2], 1, 1),
+                third_party([10, 0, 0, 1], [10, 0, 0, 2], 100, 2)
+            ]
+        );
+        assert_eq!(c.stats().records, 1);
+        assert_eq!(c.stats().malformed, 1);
     }
 
     #[test]
