@@ -15,9 +15,16 @@
 //! the first rule that matches on every field (they are sorted), or at the first whose
 //! priority is no better than the current match. Lower priority value = earlier rule =
 //! wins.
+//!
+//! A list given to [`Engine::build_with`] that is short and IPv4 goes instead into a
+//! bit-vector base (`bitvector`): no table probes at all, a few table loads and an AND of
+//! bitmaps. The tuple-space tables then hold only the rules inserted after the build; a
+//! lookup takes the base's answer as the match to beat.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+
+use crate::bitvector::BitVectors;
 
 /// An address width the engine works on (IPv4 as `u32`, IPv6 as `u128`).
 pub trait Addr: Copy + Eq + Hash + Ord + std::fmt::Debug + Default + Send + Sync + 'static {
@@ -33,6 +40,8 @@ pub trait Addr: Copy + Eq + Hash + Ord + std::fmt::Debug + Default + Send + Sync
     fn word(self) -> u64;
     /// How many leading bits `self` and `other` share.
     fn common_prefix(self, other: Self) -> u32;
+    /// Byte `i` of the address, 0 being the most significant.
+    fn byte(self, i: usize) -> u8;
 }
 
 impl Addr for u32 {
@@ -58,6 +67,10 @@ impl Addr for u32 {
     fn common_prefix(self, other: Self) -> u32 {
         (self ^ other).leading_zeros()
     }
+
+    fn byte(self, i: usize) -> u8 {
+        (self >> (24 - 8 * i)) as u8
+    }
 }
 
 impl Addr for u128 {
@@ -82,6 +95,10 @@ impl Addr for u128 {
 
     fn common_prefix(self, other: Self) -> u32 {
         (self ^ other).leading_zeros()
+    }
+
+    fn byte(self, i: usize) -> u8 {
+        (self >> (120 - 8 * i)) as u8
     }
 }
 
@@ -524,8 +541,14 @@ pub enum UpdateError {
     },
 }
 
-/// The tuple-space classifier over addresses of type `A`.
+/// The classifier over addresses of type `A`: a bit-vector base for what
+/// [`Engine::build_with`] was given, when that is a short IPv4 list, and tuple-space tables
+/// for everything else.
 pub struct Engine<A: Addr> {
+    /// The rules given to the build, when they were few enough (see `bitvector`).
+    base: Option<BitVectors<A>>,
+    /// Ids of the base's live rules, and their rule numbers in the base.
+    base_ids: HashMap<u32, u32>,
     tables: Vec<Table<A>>,
     /// Table indices by ascending `min_rank`.
     order: Vec<usize>,
@@ -570,6 +593,8 @@ impl<A: Addr> Engine<A> {
     /// An empty engine.
     pub fn new() -> Self {
         Self {
+            base: None,
+            base_ids: HashMap::new(),
             tables: Vec::new(),
             order: Vec::new(),
             by_shape: HashMap::new(),
@@ -581,20 +606,26 @@ impl<A: Addr> Engine<A> {
 
     /// Number of rules.
     pub fn len(&self) -> usize {
-        self.places.len()
+        self.places.len() + self.base_ids.len()
     }
 
     /// True when there is no rule.
     pub fn is_empty(&self) -> bool {
-        self.places.is_empty()
+        self.len() == 0
     }
 
-    /// Number of tables (tuples) in use.
+    /// Number of tables (tuples) in use, not counting the bit-vector base.
     pub fn tables(&self) -> usize {
         self.tables.len()
     }
 
-    fn check(&self, rule: &Rule<A>, id: u32) -> Result<(), UpdateError> {
+    fn check(&self, rule: &Rule<A>, priority: u32, id: u32) -> Result<(), UpdateError> {
+        if rank(priority, id) == EMPTY {
+            return Err(UpdateError::BadRule {
+                id,
+                problem: "priority and id u32::MAX together are reserved".into(),
+            });
+        }
         if rule.locals != ANY_LOCAL && rule.locals as usize >= self.locals.len() {
             return Err(UpdateError::BadRule {
                 id,
@@ -673,14 +704,8 @@ impl<A: Addr> Engine<A> {
         id: u32,
         capacity: usize,
     ) -> Result<usize, UpdateError> {
-        self.check(&rule, id)?;
-        if rank(priority, id) == EMPTY {
-            return Err(UpdateError::BadRule {
-                id,
-                problem: "priority and id u32::MAX together are reserved".into(),
-            });
-        }
-        if self.places.contains_key(&id) {
+        self.check(&rule, priority, id)?;
+        if self.places.contains_key(&id) || self.base_ids.contains_key(&id) {
             return Err(UpdateError::DuplicateId(id));
         }
         let t = self.table_for(self.shape_of(&rule), capacity);
@@ -733,12 +758,32 @@ impl<A: Addr> Engine<A> {
     }
 
     /// Builds an engine with options from `(rule, priority, id)` triples.
+    ///
+    /// Up to 4,096 IPv4 rules go into a bit-vector base (see the crate documentation);
+    /// longer lists and IPv6 into tuple-space tables.
     pub fn build_with(
         options: &Options,
         rules: impl IntoIterator<Item = (Rule<A>, u32, u32)>,
     ) -> Result<Self, UpdateError> {
         let rules: Vec<(Rule<A>, u32, u32)> = rules.into_iter().collect();
         let mut engine = Self::with_options(options);
+        if BitVectors::<A>::fits(rules.len()) {
+            let mut ranked = Vec::with_capacity(rules.len());
+            engine.base_ids.reserve(rules.len());
+            for (rule, priority, id) in rules {
+                engine.check(&rule, priority, id)?;
+                if engine.base_ids.insert(id, 0).is_some() {
+                    return Err(UpdateError::DuplicateId(id));
+                }
+                ranked.push((rule, rank(priority, id)));
+            }
+            ranked.sort_unstable_by_key(|&(_, r)| r);
+            for (i, (_, r)) in ranked.iter().enumerate() {
+                engine.base_ids.insert(*r as u32, i as u32);
+            }
+            engine.base = Some(BitVectors::build(&ranked));
+            return Ok(engine);
+        }
         let mut per_shape: HashMap<Shape, usize> = HashMap::new();
         for (rule, _, _) in &rules {
             *per_shape.entry(engine.shape_of(rule)).or_default() += 1;
@@ -779,6 +824,12 @@ impl<A: Addr> Engine<A> {
 
     /// Deletes one rule by id.
     pub fn remove(&mut self, id: u32) -> Result<(), UpdateError> {
+        if let Some(rule) = self.base_ids.remove(&id)
+            && let Some(base) = self.base.as_mut()
+        {
+            base.remove(rule);
+            return Ok(());
+        }
         let place = self.places.remove(&id).ok_or(UpdateError::UnknownId(id))?;
         let removed = self.tables[place.table as usize].remove(&place.key, id);
         debug_assert!(removed, "places and tables agree");
@@ -790,6 +841,16 @@ impl<A: Addr> Engine<A> {
     pub fn lookup_from(&self, key: &Key<A>, floor: u32) -> Option<Match> {
         let floor = u64::from(floor) << 32;
         let mut best = EMPTY;
+        if let Some(base) = &self.base {
+            let first = if floor == 0 {
+                0
+            } else {
+                base.first_from(floor)
+            };
+            if let Some(r) = base.lookup(key, first, &self.locals) {
+                best = r;
+            }
+        }
         for &t in &self.order {
             let table = &self.tables[t];
             if table.min_rank >= best {
@@ -847,6 +908,9 @@ impl<A: Addr> Engine<A> {
             .sum();
         let place_entry = std::mem::size_of::<(u32, Place<A>)>() + 1;
         let locals: usize = self.locals.iter().map(|b| b.capacity() * 8 + 24).sum();
-        tables + locals + self.places.capacity() * place_entry + self.order.capacity() * 8
+        let base = self.base.as_ref().map_or(0, |b| {
+            b.memory_bytes() + self.base_ids.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
+        });
+        tables + base + locals + self.places.capacity() * place_entry + self.order.capacity() * 8
     }
 }

@@ -1,9 +1,13 @@
 //! Palisade's software packet classifier.
 //!
-//! [`Engine`] is a tuple-space classifier with priority pruning: linear memory and build
-//! time, single-rule insert and delete, first match by priority. It classifies ClassBench
-//! 5-tuple rule lists ([`classbench`]) and device programs ([`ProgramClassifier`]).
+//! [`Engine`] classifies first match by priority, with single-rule insert and delete. A built
+//! IPv4 list of up to 4,096 rules becomes a bit-vector base (a bitmap of rules per class of
+//! each field, ANDed at lookup); longer lists, IPv6 and the rules inserted after the build go
+//! to tuple-space tables with priority pruning (linear memory and build time). It classifies
+//! ClassBench 5-tuple rule lists ([`classbench`]) and device programs
+//! ([`ProgramClassifier`]).
 
+mod bitvector;
 pub mod classbench;
 mod engine;
 mod program;

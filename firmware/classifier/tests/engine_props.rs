@@ -171,6 +171,96 @@ proptest! {
     }
 }
 
+/// Rules over the whole port space (ranges ending anywhere, so also inside and at the edges
+/// of the bit-vector base's 256-port blocks), any prefix length, any protocol mask.
+fn wide_rule4() -> impl Strategy<Value = Rule<u32>> {
+    (
+        0u8..2,
+        addr4(),
+        0u8..=32,
+        addr4(),
+        0u8..=32,
+        (any::<u16>(), any::<u16>()),
+        (any::<u16>(), any::<u16>()),
+        (any::<u8>(), prop_oneof![Just(0u8), Just(0xff), any::<u8>()]),
+    )
+        .prop_map(|(tag, s, sl, d, dl, sp, dp, proto)| Rule {
+            tag,
+            src: (s & u32::mask(sl), sl),
+            dst: (d & u32::mask(dl), dl),
+            sport: (sp.0.min(sp.1), sp.0.max(sp.1)),
+            dport: (dp.0.min(dp.1), dp.0.max(dp.1)),
+            proto: (proto.0 & proto.1, proto.1),
+            locals: ANY_LOCAL,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The bit-vector base (built lists of IPv4 rules), alone and with tuple-space inserts
+    /// next to it, deletes in both, single and batch lookups, against the linear scan. Keys
+    /// are rule corners and their neighbours, where ranges and prefixes end.
+    #[test]
+    fn base_equals_linear_scan(
+        rules in proptest::collection::vec((wide_rule4(), 0u32..1000), 1..700),
+        removes in proptest::collection::vec(any::<prop::sample::Index>(), 0..30),
+        inserts in proptest::collection::vec((wide_rule4(), 0u32..1000), 0..10),
+        picks in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..64, 0u8..3, 0u32..1000), 1..60),
+    ) {
+        let mut live: Vec<(Rule<u32>, u32, u32)> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, (r, p))| (*r, *p, i as u32))
+            .collect();
+        let mut engine = Engine::build(live.clone()).unwrap();
+        for at in removes {
+            if live.is_empty() {
+                break;
+            }
+            let (_, _, id) = live.remove(at.index(live.len()));
+            engine.remove(id).unwrap();
+        }
+        for (id, (r, p)) in (rules.len() as u32..).zip(inserts) {
+            engine.insert(r, p, id).unwrap();
+            live.push((r, p, id));
+        }
+        prop_assert_eq!(engine.len(), live.len());
+        let keys: Vec<Key<u32>> = picks
+            .iter()
+            .map(|(at, corner, nudge, _)| {
+                let (r, _) = rules[at.index(rules.len())];
+                let end = |lo: u32, hi: u32, bit: u8| {
+                    let v = if corner >> bit & 1 == 0 { lo } else { hi };
+                    match nudge {
+                        0 => v,
+                        1 => v.wrapping_sub(1),
+                        _ => v.wrapping_add(1),
+                    }
+                };
+                let span = |len: u8| if len == 0 { u32::MAX } else { !u32::mask(len) };
+                Key {
+                    tag: r.tag,
+                    src: end(r.src.0, r.src.0 | span(r.src.1), 0),
+                    dst: end(r.dst.0, r.dst.0 | span(r.dst.1), 1),
+                    sport: end(r.sport.0.into(), r.sport.1.into(), 2) as u16,
+                    dport: end(r.dport.0.into(), r.dport.1.into(), 3) as u16,
+                    proto: if corner >> 4 & 1 == 0 { r.proto.0 } else { r.proto.0 ^ 1 },
+                    local: 0,
+                }
+            })
+            .collect();
+        let mut batch = vec![None; keys.len()];
+        engine.lookup_batch(&keys, &mut batch);
+        for ((k, (_, _, _, floor)), got) in keys.iter().zip(&picks).zip(&batch) {
+            let want = linear(&live, &[], k, 0);
+            prop_assert_eq!(engine.lookup(k).map(|m| m.id), want, "key {:?}", k);
+            prop_assert_eq!(got.map(|m| m.id), want, "batch, key {:?}", k);
+            prop_assert_eq!(engine.lookup_from(k, *floor).map(|m| m.id), linear(&live, &[], k, *floor), "key {:?} floor {}", k, floor);
+        }
+    }
+}
+
 #[test]
 fn bad_updates_are_refused() {
     let rule = Rule::<u32> {
