@@ -2,8 +2,8 @@
 //! so a query can answer from the bytes without building a [`Flow`] per record.
 //!
 //! ```text
-//! version u8 (2) | count u32 | min_end i64 | max_end i64
-//! | rows: count x ROW bytes, fixed width (offsets below)
+//! version u8 (2 wide, 3 compact) | count u32 | min_end i64 | max_end i64
+//! | rows: count x row bytes, fixed width (offsets below; 121 wide, 56 compact)
 //! | strings: n u32, (len u32, utf-8)*          devices, rules, endpoints, tags
 //! | tag sets: m u32, (k u16, string id u32 * k)*
 //! ```
@@ -11,9 +11,15 @@
 //! Little-endian throughout. A row names its device, rule and endpoints by string id and
 //! each end's tags by tag-set id, so the few distinct values of a block are looked at once
 //! per block, not once per record. [`Block::new_checked`] validates everything once (every
-//! id in range, every code known); accessors never fail afterwards. Version 1 blocks
-//! (row-by-row, variable width, written before this format) are still read: they are
-//! decoded and re-encoded on the fly.
+//! id in range, every code known); accessors never fail afterwards.
+//!
+//! A block is written compact when all of it fits: IPv4 addresses (4 bytes, no family
+//! byte), the report time as an offset from the block's earliest (u32 ms) and the start as a
+//! duration before it (u32 ms), counters and generation in u32, string and tag-set ids in
+//! u16. Otherwise (IPv6, a counter past 4 G, a session longer than 49 days...) it is written
+//! wide. The compact row is less than half the bytes, and bytes written are most of what
+//! storing costs. Version 1 blocks (row-by-row, variable width, written before these) are
+//! still read: they are decoded and re-encoded on the fly.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -26,10 +32,13 @@ use rustc_hash::FxHashMap;
 /// Most flows per block.
 pub(crate) const BLOCK_FLOWS: usize = 8192;
 
+/// Wide rows.
 const VERSION: u8 = 2;
+/// Compact rows.
+const COMPACT: u8 = 3;
 const VERSION_1: u8 = 1;
 
-// Row layout.
+// Wide row layout.
 const DEVICE: usize = 0;
 const KIND: usize = 4;
 const REASON: usize = 5;
@@ -57,6 +66,51 @@ pub(crate) const ROW: usize = 121;
 /// Bytes before the rows.
 const HEADER: usize = 21;
 
+/// Compact row layout: IPv4 addresses, times relative to the block, u32 counters, u16 ids.
+mod compact {
+    pub(super) const DEVICE: usize = 0;
+    pub(super) const KIND: usize = 2;
+    pub(super) const REASON: usize = 3;
+    pub(super) const VERDICT: usize = 4;
+    pub(super) const PROTOCOL: usize = 5;
+    pub(super) const SRC_PORT: usize = 6;
+    pub(super) const DST_PORT: usize = 8;
+    pub(super) const SRC: usize = 10;
+    pub(super) const DST: usize = 14;
+    /// `end_ms` minus the block's earliest.
+    pub(super) const END: usize = 18;
+    /// `end_ms` minus `start_ms`.
+    pub(super) const DURATION: usize = 22;
+    pub(super) const PACKETS: usize = 26;
+    pub(super) const BYTES: usize = 30;
+    pub(super) const REV_PACKETS: usize = 34;
+    pub(super) const REV_BYTES: usize = 38;
+    pub(super) const RULE: usize = 42;
+    pub(super) const GENERATION: usize = 44;
+    pub(super) const SRC_ENDPOINT: usize = 48;
+    pub(super) const DST_ENDPOINT: usize = 50;
+    pub(super) const SRC_TAGS: usize = 52;
+    pub(super) const DST_TAGS: usize = 54;
+    /// Bytes per row.
+    pub(super) const ROW: usize = 56;
+}
+
+/// Which row layout a block has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    Wide,
+    Compact,
+}
+
+impl Layout {
+    fn row(self) -> usize {
+        match self {
+            Layout::Wide => ROW,
+            Layout::Compact => compact::ROW,
+        }
+    }
+}
+
 /// The header every version starts with: enough to skip a block a window does not need.
 pub(crate) struct Header {
     /// Flows in the block.
@@ -69,9 +123,9 @@ impl Header {
     pub(crate) fn read(bytes: &[u8]) -> Result<Header, String> {
         let mut r = Reader { bytes, at: 0 };
         let version = r.u8()?;
-        if version != VERSION && version != VERSION_1 {
+        if !matches!(version, VERSION_1 | VERSION | COMPACT) {
             return Err(format!(
-                "block version {version}, expected {VERSION_1} or {VERSION}"
+                "block version {version}, expected {VERSION_1}, {VERSION} or {COMPACT}"
             ));
         }
         let count = r.u32()?;
@@ -170,64 +224,136 @@ impl<'f> From<&'f Flow> for Source<'f> {
 
 /// Encodes flows as one block; (earliest end_ms, bytes).
 pub(crate) fn encode(flows: &[Flow]) -> (i64, Vec<u8>) {
-    encode_rows(flows.len(), flows.iter().map(Source::from))
+    let sources: Vec<Source<'_>> = flows.iter().map(Source::from).collect();
+    encode_rows(&sources)
 }
 
-/// Encodes `count` rows as one block; (earliest end_ms, bytes).
-pub(crate) fn encode_rows<'f>(
-    count: usize,
-    rows: impl Iterator<Item = Source<'f>>,
-) -> (i64, Vec<u8>) {
+/// A row's string and tag-set ids.
+struct Ids {
+    device: u32,
+    rule: u32,
+    src_endpoint: u32,
+    dst_endpoint: u32,
+    src_tags: u32,
+    dst_tags: u32,
+}
+
+/// Encodes rows as one block, compact when they all fit; (earliest end_ms, bytes).
+pub(crate) fn encode_rows(rows: &[Source<'_>]) -> (i64, Vec<u8>) {
     let mut strings = Strings::default();
     let mut tag_sets = TagSets::default();
     let (mut min, mut max) = (i64::MAX, i64::MIN);
-    let mut out = vec![0; HEADER + count * ROW];
-    let mut written = 0;
-    for (f, row) in rows.zip(out[HEADER..].chunks_exact_mut(ROW)) {
-        let r = f.record;
-        min = min.min(r.end_ms);
-        max = max.max(r.end_ms);
-        written += 1;
-        put(row, DEVICE, &strings.shared(&r.device).to_le_bytes());
-        row[KIND] = kind_code(r.kind);
-        row[REASON] = reason_code(r.end_reason);
-        row[FAMILY] = u8::from(r.src.is_ipv6()) | (u8::from(r.dst.is_ipv6()) << 1);
-        row[VERDICT] = u8::from(r.verdict == Verdict::Denied);
-        row[PROTOCOL] = r.protocol;
-        put(row, SRC_PORT, &r.src_port.to_le_bytes());
-        put(row, DST_PORT, &r.dst_port.to_le_bytes());
-        put_ip(row, SRC, r.src);
-        put_ip(row, DST, r.dst);
-        put(row, START, &r.start_ms.to_le_bytes());
-        put(row, END, &r.end_ms.to_le_bytes());
-        put(row, PACKETS, &r.packets.to_le_bytes());
-        put(row, BYTES, &r.bytes.to_le_bytes());
-        put(row, REV_PACKETS, &r.rev_packets.to_le_bytes());
-        put(row, REV_BYTES, &r.rev_bytes.to_le_bytes());
-        put(row, RULE, &strings.shared(&r.rule).to_le_bytes());
-        put(row, GENERATION, &r.generation.to_le_bytes());
-        put(
-            row,
-            SRC_ENDPOINT,
-            &strings.shared(f.src_endpoint).to_le_bytes(),
-        );
-        put(
-            row,
-            DST_ENDPOINT,
-            &strings.shared(f.dst_endpoint).to_le_bytes(),
-        );
-        put(row, SRC_TAGS, &tag_sets.id(f.src_tags).to_le_bytes());
-        put(row, DST_TAGS, &tag_sets.id(f.dst_tags).to_le_bytes());
-    }
-    // An iterator shorter than it said: the block holds what came.
-    out.truncate(HEADER + written * ROW);
-    if written == 0 {
+    let mut fits = true;
+    let ids: Vec<Ids> = rows
+        .iter()
+        .map(|f| {
+            let r = f.record;
+            min = min.min(r.end_ms);
+            max = max.max(r.end_ms);
+            fits &= r.src.is_ipv4()
+                && r.dst.is_ipv4()
+                && r.end_ms
+                    .checked_sub(r.start_ms)
+                    .is_some_and(|d| u32::try_from(d).is_ok())
+                && [r.packets, r.bytes, r.rev_packets, r.rev_bytes, r.generation]
+                    .iter()
+                    .all(|&n| u32::try_from(n).is_ok());
+            Ids {
+                device: strings.shared(&r.device),
+                rule: strings.shared(&r.rule),
+                src_endpoint: strings.shared(f.src_endpoint),
+                dst_endpoint: strings.shared(f.dst_endpoint),
+                src_tags: tag_sets.id(f.src_tags),
+                dst_tags: tag_sets.id(f.dst_tags),
+            }
+        })
+        .collect();
+    if rows.is_empty() {
         (min, max) = (0, 0);
     }
-    out[0] = VERSION;
-    put(&mut out, 1, &(written as u32).to_le_bytes());
+    let layout = if fits
+        && u32::try_from(max.abs_diff(min)).is_ok()
+        && strings.list.len() <= 1 << 16
+        && tag_sets.list.len() <= 1 << 16
+    {
+        Layout::Compact
+    } else {
+        Layout::Wide
+    };
+    let width = layout.row();
+    let mut out = vec![0; HEADER + rows.len() * width];
+    out[0] = match layout {
+        Layout::Wide => VERSION,
+        Layout::Compact => COMPACT,
+    };
+    put(&mut out, 1, &(rows.len() as u32).to_le_bytes());
     put(&mut out, 5, &min.to_le_bytes());
     put(&mut out, 13, &max.to_le_bytes());
+    let body = out[HEADER..].chunks_exact_mut(width);
+    for ((f, ids), row) in rows.iter().zip(&ids).zip(body) {
+        let r = f.record;
+        match layout {
+            Layout::Wide => {
+                put(row, DEVICE, &ids.device.to_le_bytes());
+                row[KIND] = kind_code(r.kind);
+                row[REASON] = reason_code(r.end_reason);
+                row[FAMILY] = u8::from(r.src.is_ipv6()) | (u8::from(r.dst.is_ipv6()) << 1);
+                row[VERDICT] = u8::from(r.verdict == Verdict::Denied);
+                row[PROTOCOL] = r.protocol;
+                put(row, SRC_PORT, &r.src_port.to_le_bytes());
+                put(row, DST_PORT, &r.dst_port.to_le_bytes());
+                put_ip(row, SRC, r.src);
+                put_ip(row, DST, r.dst);
+                put(row, START, &r.start_ms.to_le_bytes());
+                put(row, END, &r.end_ms.to_le_bytes());
+                put(row, PACKETS, &r.packets.to_le_bytes());
+                put(row, BYTES, &r.bytes.to_le_bytes());
+                put(row, REV_PACKETS, &r.rev_packets.to_le_bytes());
+                put(row, REV_BYTES, &r.rev_bytes.to_le_bytes());
+                put(row, RULE, &ids.rule.to_le_bytes());
+                put(row, GENERATION, &r.generation.to_le_bytes());
+                put(row, SRC_ENDPOINT, &ids.src_endpoint.to_le_bytes());
+                put(row, DST_ENDPOINT, &ids.dst_endpoint.to_le_bytes());
+                put(row, SRC_TAGS, &ids.src_tags.to_le_bytes());
+                put(row, DST_TAGS, &ids.dst_tags.to_le_bytes());
+            }
+            Layout::Compact => {
+                use compact as c;
+                // Every value was checked to fit above: the casts keep them whole.
+                put(row, c::DEVICE, &(ids.device as u16).to_le_bytes());
+                row[c::KIND] = kind_code(r.kind);
+                row[c::REASON] = reason_code(r.end_reason);
+                row[c::VERDICT] = u8::from(r.verdict == Verdict::Denied);
+                row[c::PROTOCOL] = r.protocol;
+                put(row, c::SRC_PORT, &r.src_port.to_le_bytes());
+                put(row, c::DST_PORT, &r.dst_port.to_le_bytes());
+                put_ip(row, c::SRC, r.src);
+                put_ip(row, c::DST, r.dst);
+                let end = r.end_ms.abs_diff(min) as u32;
+                let duration = r.end_ms.abs_diff(r.start_ms) as u32;
+                put(row, c::END, &end.to_le_bytes());
+                put(row, c::DURATION, &duration.to_le_bytes());
+                put(row, c::PACKETS, &(r.packets as u32).to_le_bytes());
+                put(row, c::BYTES, &(r.bytes as u32).to_le_bytes());
+                put(row, c::REV_PACKETS, &(r.rev_packets as u32).to_le_bytes());
+                put(row, c::REV_BYTES, &(r.rev_bytes as u32).to_le_bytes());
+                put(row, c::RULE, &(ids.rule as u16).to_le_bytes());
+                put(row, c::GENERATION, &(r.generation as u32).to_le_bytes());
+                put(
+                    row,
+                    c::SRC_ENDPOINT,
+                    &(ids.src_endpoint as u16).to_le_bytes(),
+                );
+                put(
+                    row,
+                    c::DST_ENDPOINT,
+                    &(ids.dst_endpoint as u16).to_le_bytes(),
+                );
+                put(row, c::SRC_TAGS, &(ids.src_tags as u16).to_le_bytes());
+                put(row, c::DST_TAGS, &(ids.dst_tags as u16).to_le_bytes());
+            }
+        }
+    }
     // Tag sets name their tags by string id too.
     let sets: Vec<Vec<u32>> = tag_sets
         .list
@@ -315,6 +441,9 @@ pub(crate) struct Block<'a> {
     sets: Vec<(usize, usize)>,
     set_ids: Vec<u32>,
     rows: &'a [u8],
+    layout: Layout,
+    /// The earliest report time (compact rows count from it).
+    min_end: i64,
 }
 
 /// A block as stored (borrowing the value) or re-encoded from version 1.
@@ -342,21 +471,28 @@ impl Bytes<'_> {
 }
 
 impl<'a> Block<'a> {
-    /// Checks a (version 2) block through and through.
+    /// Checks a (version 2 or 3) block through and through.
     pub(crate) fn new_checked(bytes: &'a [u8]) -> Result<Block<'a>, String> {
         let mut r = Reader { bytes, at: 0 };
         let version = r.u8()?;
-        if version != VERSION {
-            return Err(format!("block version {version}, expected {VERSION}"));
-        }
+        let layout = match version {
+            VERSION => Layout::Wide,
+            COMPACT => Layout::Compact,
+            _ => {
+                return Err(format!(
+                    "block version {version}, expected {VERSION} or {COMPACT}"
+                ));
+            }
+        };
+        let width = layout.row();
         let count = r.u32()? as usize;
-        let _times = (r.i64()?, r.i64()?);
+        let (min_end, _max_end) = (r.i64()?, r.i64()?);
         let rows = count
-            .checked_mul(ROW)
+            .checked_mul(width)
             .and_then(|len| r.take(len).ok())
             .ok_or_else(|| {
                 format!(
-                    "{count} flows of {ROW} bytes do not fit in {} bytes",
+                    "{count} flows of {width} bytes do not fit in {} bytes",
                     bytes.len()
                 )
             })?;
@@ -392,28 +528,46 @@ impl<'a> Block<'a> {
         if r.at != bytes.len() {
             return Err(format!("{} bytes after the tag sets", bytes.len() - r.at));
         }
-        for (i, row) in rows.chunks_exact(ROW).enumerate() {
+        for (i, row) in rows.chunks_exact(width).enumerate() {
             let bad = |what: &str| format!("flow {i}: {what}");
-            for at in [DEVICE, RULE, SRC_ENDPOINT, DST_ENDPOINT] {
-                if u32_at(row, at) as usize >= n {
-                    return Err(bad(&format!("string {} of {n}", u32_at(row, at))));
+            let row = RowRef {
+                bytes: row,
+                layout,
+                min_end,
+            };
+            for id in [
+                row.device(),
+                row.rule(),
+                row.src_endpoint(),
+                row.dst_endpoint(),
+            ] {
+                if id as usize >= n {
+                    return Err(bad(&format!("string {id} of {n}")));
                 }
             }
-            for at in [SRC_TAGS, DST_TAGS] {
-                if u32_at(row, at) as usize >= m {
-                    return Err(bad(&format!("tag set {} of {m}", u32_at(row, at))));
+            for id in [row.src_tags(), row.dst_tags()] {
+                if id as usize >= m {
+                    return Err(bad(&format!("tag set {id} of {m}")));
                 }
             }
-            if kind_of(row[KIND]).is_none() {
-                return Err(bad(&format!("record kind {}", row[KIND])));
+            let (kind, reason, verdict) = match layout {
+                Layout::Wide => (row.bytes[KIND], row.bytes[REASON], row.bytes[VERDICT]),
+                Layout::Compact => (
+                    row.bytes[compact::KIND],
+                    row.bytes[compact::REASON],
+                    row.bytes[compact::VERDICT],
+                ),
+            };
+            if kind_of(kind).is_none() {
+                return Err(bad(&format!("record kind {kind}")));
             }
-            if reason_of(row[REASON]).is_none() {
-                return Err(bad(&format!("end reason {}", row[REASON])));
+            if reason_of(reason).is_none() {
+                return Err(bad(&format!("end reason {reason}")));
             }
-            if row[FAMILY] > 3 || row[VERDICT] > 1 {
+            if row.families() > 3 || verdict > 1 {
                 return Err(bad(&format!(
-                    "address families {} / verdict {}",
-                    row[FAMILY], row[VERDICT]
+                    "address families {} / verdict {verdict}",
+                    row.families()
                 )));
             }
         }
@@ -422,12 +576,21 @@ impl<'a> Block<'a> {
             sets,
             set_ids,
             rows,
+            layout,
+            min_end,
         })
     }
 
     /// The rows.
     pub(crate) fn rows(&self) -> impl ExactSizeIterator<Item = RowRef<'a>> + use<'a> {
-        self.rows.chunks_exact(ROW).map(RowRef)
+        let (layout, min_end) = (self.layout, self.min_end);
+        self.rows
+            .chunks_exact(layout.row())
+            .map(move |bytes| RowRef {
+                bytes,
+                layout,
+                min_end,
+            })
     }
 
     /// Tag set `i`'s string ids.
@@ -525,97 +688,157 @@ fn u64_at(row: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
+fn v4_at(row: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(row[at], row[at + 1], row[at + 2], row[at + 3])
+}
+
 fn u16_at(row: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([row[at], row[at + 1]])
 }
 
 /// One row of a checked block.
 #[derive(Clone, Copy)]
-pub(crate) struct RowRef<'a>(&'a [u8]);
+pub(crate) struct RowRef<'a> {
+    bytes: &'a [u8],
+    layout: Layout,
+    min_end: i64,
+}
+
+/// Reads a field that is `$wide` wide and `$compact` compact, as the wide type.
+macro_rules! field {
+    ($row:expr, $at:ident, u32, u16) => {
+        match $row.layout {
+            Layout::Wide => u32_at($row.bytes, $at),
+            Layout::Compact => u32::from(u16_at($row.bytes, compact::$at)),
+        }
+    };
+    ($row:expr, $at:ident, u64, u32) => {
+        match $row.layout {
+            Layout::Wide => u64_at($row.bytes, $at),
+            Layout::Compact => u64::from(u32_at($row.bytes, compact::$at)),
+        }
+    };
+    ($row:expr, $at:ident, u16, u16) => {
+        match $row.layout {
+            Layout::Wide => u16_at($row.bytes, $at),
+            Layout::Compact => u16_at($row.bytes, compact::$at),
+        }
+    };
+    ($row:expr, $at:ident, u8, u8) => {
+        match $row.layout {
+            Layout::Wide => $row.bytes[$at],
+            Layout::Compact => $row.bytes[compact::$at],
+        }
+    };
+}
 
 impl<'a> RowRef<'a> {
     pub(crate) fn device(self) -> u32 {
-        u32_at(self.0, DEVICE)
+        field!(self, DEVICE, u32, u16)
     }
     pub(crate) fn kind(self) -> RecordKind {
-        kind_of(self.0[KIND]).unwrap_or(RecordKind::End)
+        kind_of(field!(self, KIND, u8, u8)).unwrap_or(RecordKind::End)
     }
     pub(crate) fn end_reason(self) -> Option<EndReason> {
-        reason_of(self.0[REASON]).flatten()
+        reason_of(field!(self, REASON, u8, u8)).flatten()
     }
     pub(crate) fn protocol(self) -> u8 {
-        self.0[PROTOCOL]
+        field!(self, PROTOCOL, u8, u8)
     }
     pub(crate) fn src_port(self) -> u16 {
-        u16_at(self.0, SRC_PORT)
+        field!(self, SRC_PORT, u16, u16)
     }
     pub(crate) fn dst_port(self) -> u16 {
-        u16_at(self.0, DST_PORT)
+        field!(self, DST_PORT, u16, u16)
     }
-    fn ip(self, at: usize, v6: bool) -> IpAddr {
-        let mut b = [0u8; 16];
-        b.copy_from_slice(&self.0[at..at + 16]);
-        if v6 {
-            IpAddr::V6(Ipv6Addr::from(b))
-        } else {
-            IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    fn ip(self, wide: usize, narrow: usize, v6: bool) -> IpAddr {
+        match self.layout {
+            Layout::Wide if v6 => {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(&self.bytes[wide..wide + 16]);
+                IpAddr::V6(Ipv6Addr::from(b))
+            }
+            Layout::Wide => IpAddr::V4(v4_at(self.bytes, wide)),
+            Layout::Compact => IpAddr::V4(v4_at(self.bytes, narrow)),
         }
     }
     pub(crate) fn src(self) -> IpAddr {
-        self.ip(SRC, self.0[FAMILY] & 1 != 0)
+        self.ip(SRC, compact::SRC, self.families() & 1 != 0)
     }
     pub(crate) fn dst(self) -> IpAddr {
-        self.ip(DST, self.0[FAMILY] & 2 != 0)
+        self.ip(DST, compact::DST, self.families() & 2 != 0)
     }
-    /// Both addresses and their families as they are stored (what identifies a session).
-    pub(crate) fn addresses(self) -> &'a [u8] {
-        &self.0[SRC..DST + 16]
+    /// Both addresses as the wide layout stores them (16 bytes each, IPv4 zero-padded):
+    /// what identifies a session, whichever layout its rows are in.
+    pub(crate) fn addresses(self) -> [u8; 32] {
+        let mut a = [0u8; 32];
+        match self.layout {
+            Layout::Wide => a.copy_from_slice(&self.bytes[SRC..DST + 16]),
+            Layout::Compact => {
+                a[..4].copy_from_slice(&self.bytes[compact::SRC..compact::SRC + 4]);
+                a[16..20].copy_from_slice(&self.bytes[compact::DST..compact::DST + 4]);
+            }
+        }
+        a
     }
     pub(crate) fn families(self) -> u8 {
-        self.0[FAMILY]
+        match self.layout {
+            Layout::Wide => self.bytes[FAMILY],
+            Layout::Compact => 0,
+        }
     }
     pub(crate) fn start_ms(self) -> i64 {
-        u64_at(self.0, START) as i64
+        match self.layout {
+            Layout::Wide => u64_at(self.bytes, START) as i64,
+            Layout::Compact => self
+                .end_ms()
+                .wrapping_sub(i64::from(u32_at(self.bytes, compact::DURATION))),
+        }
     }
     pub(crate) fn end_ms(self) -> i64 {
-        u64_at(self.0, END) as i64
+        match self.layout {
+            Layout::Wide => u64_at(self.bytes, END) as i64,
+            Layout::Compact => self
+                .min_end
+                .wrapping_add(i64::from(u32_at(self.bytes, compact::END))),
+        }
     }
     pub(crate) fn packets(self) -> u64 {
-        u64_at(self.0, PACKETS)
+        field!(self, PACKETS, u64, u32)
     }
     pub(crate) fn bytes(self) -> u64 {
-        u64_at(self.0, BYTES)
+        field!(self, BYTES, u64, u32)
     }
     pub(crate) fn rev_packets(self) -> u64 {
-        u64_at(self.0, REV_PACKETS)
+        field!(self, REV_PACKETS, u64, u32)
     }
     pub(crate) fn rev_bytes(self) -> u64 {
-        u64_at(self.0, REV_BYTES)
+        field!(self, REV_BYTES, u64, u32)
     }
     pub(crate) fn verdict(self) -> Verdict {
-        if self.0[VERDICT] == 1 {
+        if field!(self, VERDICT, u8, u8) == 1 {
             Verdict::Denied
         } else {
             Verdict::Allowed
         }
     }
     pub(crate) fn rule(self) -> u32 {
-        u32_at(self.0, RULE)
+        field!(self, RULE, u32, u16)
     }
     pub(crate) fn generation(self) -> u64 {
-        u64_at(self.0, GENERATION)
+        field!(self, GENERATION, u64, u32)
     }
     pub(crate) fn src_endpoint(self) -> u32 {
-        u32_at(self.0, SRC_ENDPOINT)
+        field!(self, SRC_ENDPOINT, u32, u16)
     }
     pub(crate) fn dst_endpoint(self) -> u32 {
-        u32_at(self.0, DST_ENDPOINT)
+        field!(self, DST_ENDPOINT, u32, u16)
     }
     pub(crate) fn src_tags(self) -> u32 {
-        u32_at(self.0, SRC_TAGS)
+        field!(self, SRC_TAGS, u32, u16)
     }
     pub(crate) fn dst_tags(self) -> u32 {
-        u32_at(self.0, DST_TAGS)
+        field!(self, DST_TAGS, u32, u16)
     }
 }
 
@@ -837,6 +1060,11 @@ pub(crate) mod tests {
         out
     }
 
+    /// A counter that fits a compact row 49 times in 50.
+    fn counter() -> impl Strategy<Value = u64> {
+        prop_oneof![49 => 0..=u64::from(u32::MAX), 1 => any::<u64>()]
+    }
+
     pub(crate) fn arb_flow() -> impl Strategy<Value = Flow> {
         (
             (
@@ -844,17 +1072,18 @@ pub(crate) mod tests {
                 0u8..3,
                 any::<[u8; 4]>(),
                 any::<[u8; 16]>(),
-                any::<bool>(),
+                // Mostly IPv4 and small counters, so that blocks are often compact.
+                prop::bool::weighted(0.05),
                 any::<u8>(),
                 any::<(u16, u16)>(),
                 0i64..100_000,
                 0i64..10_000,
             ),
             (
-                any::<(u64, u64, u64, u64)>(),
+                (counter(), counter(), counter(), counter()),
                 any::<bool>(),
                 prop::sample::select(vec!["", "shop/0020", "admin/0010"]),
-                any::<u64>(),
+                counter(),
                 prop::sample::select(vec!["", "shop/web/eth0", "shop/app/eth0"]),
                 prop::collection::vec(
                     prop::sample::select(vec!["tier=web", "tier=app", "application=shop"]),
@@ -906,11 +1135,81 @@ pub(crate) mod tests {
             )
     }
 
+    #[test]
+    fn compact_rows_hold_values_to_their_limits_and_wider_ones_go_wide() {
+        use proptest::strategy::ValueTree;
+        let runner = &mut proptest::test_runner::TestRunner::deterministic();
+        let mut base = arb_flow().new_tree(runner).unwrap().current();
+        base.record.src = "10.0.0.1".parse().unwrap();
+        base.record.dst = "10.0.0.2".parse().unwrap();
+        let with = |change: &dyn Fn(&mut FlowRecord)| {
+            let mut f = base.clone();
+            f.record.packets = 1;
+            f.record.bytes = 1;
+            f.record.rev_packets = 1;
+            f.record.rev_bytes = 1;
+            f.record.generation = 1;
+            change(&mut f.record);
+            f
+        };
+        let edge = vec![
+            with(&|r| {
+                r.bytes = u64::from(u32::MAX);
+                r.generation = u64::from(u32::MAX);
+                r.start_ms = r.end_ms - i64::from(u32::MAX);
+            }),
+            with(&|r| {
+                r.end_ms += i64::from(u32::MAX);
+                r.start_ms = r.end_ms;
+            }),
+        ];
+        let (_, bytes) = encode(&edge);
+        assert_eq!(bytes[0], COMPACT);
+        assert_eq!(decode(&bytes).unwrap(), edge);
+        let wide_row = |f: Flow| {
+            let flows = vec![with(&|_| {}), f];
+            let (_, bytes) = encode(&flows);
+            assert_eq!(decode(&bytes).unwrap(), flows);
+            bytes[0]
+        };
+        assert_eq!(wide_row(with(&|r| r.rev_packets = 1 << 32)), VERSION);
+        assert_eq!(wide_row(with(&|r| r.generation = 1 << 32)), VERSION);
+        assert_eq!(wide_row(with(&|r| r.start_ms = r.end_ms + 1)), VERSION);
+        assert_eq!(
+            wide_row(with(&|r| r.start_ms = r.end_ms - (1 << 32))),
+            VERSION
+        );
+        assert_eq!(
+            wide_row(with(&|r| {
+                r.end_ms += 1 << 32;
+                r.start_ms = r.end_ms;
+            })),
+            VERSION
+        );
+        assert_eq!(wide_row(with(&|r| r.dst = "::1".parse().unwrap())), VERSION);
+        // Less than half the bytes per row.
+        let many: Vec<Flow> = (0..100).map(|_| with(&|_| {})).collect();
+        let mut wide = many.clone();
+        wide[0].record.packets = u64::MAX;
+        assert!(2 * encode(&many).1.len() < encode(&wide).1.len());
+    }
+
     proptest! {
         #[test]
         fn blocks_round_trip(flows in prop::collection::vec(arb_flow(), 0..40)) {
             let (_, bytes) = encode(&flows);
             prop_assert_eq!(&decode(&bytes).unwrap(), &flows);
+            // Compact exactly when every flow fits (these blocks have few strings).
+            let fits = |f: &Flow| {
+                let r = &f.record;
+                r.src.is_ipv4() && r.dst.is_ipv4()
+                    && [r.packets, r.bytes, r.rev_packets, r.rev_bytes, r.generation]
+                        .iter()
+                        .all(|&n| n <= u64::from(u32::MAX))
+            };
+            let compact = flows.iter().all(fits);
+            prop_assert_eq!(bytes[0], if compact { COMPACT } else { VERSION });
+
             // What the previous format wrote reads back the same.
             prop_assert_eq!(decode(&encode_v1(&flows)).unwrap(), flows);
         }

@@ -79,9 +79,9 @@ impl EmbeddedStore {
             records
                 .chunks(BLOCK_FLOWS)
                 .map(|chunk| {
-                    encode_rows(
-                        chunk.len(),
-                        chunk.iter().map(|record| {
+                    let sources: Vec<Source<'_>> = chunk
+                        .iter()
+                        .map(|record| {
                             let (src, dst) = enricher.ends(record);
                             Source {
                                 record,
@@ -90,8 +90,9 @@ impl EmbeddedStore {
                                 src_tags: &src.tags,
                                 dst_tags: &dst.tags,
                             }
-                        }),
-                    )
+                        })
+                        .collect();
+                    encode_rows(&sources)
                 })
                 .collect()
         };

@@ -324,7 +324,7 @@ impl<'q> Partial<'q> {
             totals.records += 1;
             let mut h = FxHasher::default();
             h.write_u64(devices[row.device() as usize]);
-            h.write(row.addresses());
+            h.write(&row.addresses());
             h.write_u8(row.families());
             h.write_u8(row.protocol());
             h.write_u16(row.src_port());
