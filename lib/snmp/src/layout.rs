@@ -184,11 +184,17 @@ mod tests {
 
     /// `snmptranslate` with only the given MIB directories and PALISADE-MIB loaded, and
     /// no configuration file that could load others. `None` when net-snmp is missing.
+    /// Its persistent directory is private and made beforehand: on a fresh machine
+    /// net-snmp otherwise creates `/var/lib/snmp/cert_indexes` and says so on stderr,
+    /// which the tests read as a complaint about the MIB.
     fn snmptranslate(mib_dirs: &[PathBuf], args: &[&str]) -> Option<(bool, String, String)> {
         let conf = tempfile::tempdir().unwrap();
+        let persistent = conf.path().join("persistent");
+        std::fs::create_dir_all(persistent.join("cert_indexes")).unwrap();
         let path = std::env::join_paths(mib_dirs).unwrap();
         let output = match Command::new("snmptranslate")
             .env("SNMPCONFPATH", conf.path())
+            .env("SNMP_PERSISTENT_DIR", &persistent)
             .env("HOME", conf.path())
             .arg("-M")
             .arg(&path)
