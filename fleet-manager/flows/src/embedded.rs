@@ -242,11 +242,11 @@ impl FlowStore for EmbeddedStore {
         &self,
         records: Vec<FlowRecord>,
         enricher: Arc<RwLock<Enricher>>,
-    ) -> BoxFuture<'_, Result<usize, StoreError>> {
+    ) -> BoxFuture<'_, Result<(usize, Vec<FlowRecord>), StoreError>> {
         let store = self.clone();
         Box::pin(blocking(move || {
             store.append_records_blocking(&records, &enricher)?;
-            Ok(records.len())
+            Ok((records.len(), records))
         }))
     }
 

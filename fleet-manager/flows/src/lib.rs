@@ -64,14 +64,16 @@ pub trait FlowStore: Send + Sync {
 
     /// Enriches records with `enricher` and adds them, in one pass where the store can (the
     /// embedded store encodes its rows straight from the records and the enricher's ends,
-    /// with no [`Flow`] per record); resolves once they are durable, with their number. The
-    /// default makes the flows and [`FlowStore::append`]s them. Enrichment runs off the
-    /// async workers.
+    /// with no [`Flow`] per record); resolves once they are durable, with how many were
+    /// stored and, where the store did not consume it, the records' buffer (a collector
+    /// fills it again: no new allocation, and the records' names are released on the
+    /// collector's thread, the one that shares them). The default makes the flows and
+    /// [`FlowStore::append`]s them. Enrichment runs off the async workers.
     fn append_records(
         &self,
         records: Vec<FlowRecord>,
         enricher: Arc<RwLock<Enricher>>,
-    ) -> BoxFuture<'_, Result<usize, StoreError>> {
+    ) -> BoxFuture<'_, Result<(usize, Vec<FlowRecord>), StoreError>> {
         Box::pin(async move {
             let flows: Vec<Flow> = tokio::task::spawn_blocking(move || {
                 let enricher = enricher.read().unwrap_or_else(|e| e.into_inner());
@@ -81,7 +83,7 @@ pub trait FlowStore: Send + Sync {
             .map_err(|e| StoreError::Backend(format!("enrichment task: {e}")))?;
             let n = flows.len();
             self.append(flows).await?;
-            Ok(n)
+            Ok((n, Vec::new()))
         })
     }
 

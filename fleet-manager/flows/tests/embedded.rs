@@ -189,7 +189,7 @@ mod one_pass {
             let flows: Vec<Flow> = records.iter().cloned().map(|r| enricher.enrich(r)).collect();
             let all = Query { from_ms: 0, to_ms: i64::MAX, ..Query::default() };
             let (got, want) = rt.block_on(async {
-                let stored = a
+                let (stored, _buffer) = a
                     .append_records(records, Arc::new(RwLock::new(enricher)))
                     .await
                     .unwrap();

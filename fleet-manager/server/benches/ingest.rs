@@ -222,6 +222,15 @@ async fn manager(store: Option<Arc<dyn FlowStore>>) -> Result<Manager> {
 }
 
 impl Manager {
+    fn datagrams(&self) -> u64 {
+        self.running
+            .core
+            .telemetry
+            .stats
+            .datagrams
+            .load(Ordering::Relaxed)
+    }
+
     fn stored(&self) -> u64 {
         self.running
             .core
@@ -234,18 +243,29 @@ impl Manager {
     /// Sends `datagrams` of `expected` records; waits until the count stops moving.
     async fn run(&self, datagrams: &[Vec<u8>], expected: u64) -> Result<Run> {
         let before = self.stored();
+        let datagrams_before = self.datagrams();
         let started = blast(datagrams, self.port)?;
         let mut last = (before, Instant::now());
+        let mut received = (datagrams_before, Instant::now());
         loop {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
             let now = self.stored();
             if now != last.0 {
                 last = (now, Instant::now());
+            }
+            let d = self.datagrams();
+            if d != received.0 {
+                received = (d, Instant::now());
             }
             if now - before >= expected || last.1.elapsed() > Duration::from_secs(2) {
                 break;
             }
         }
+        eprintln!(
+            "  palisade: last datagram read after {:.3} s, last record stored after {:.3} s",
+            (received.1 - started).as_secs_f64(),
+            (last.1 - started).as_secs_f64()
+        );
         Ok(Run {
             stored: last.0 - before,
             seconds: (last.1 - started).as_secs_f64(),
@@ -280,6 +300,7 @@ fn nfcapd_run(datagrams: &[Vec<u8>], expected: u64) -> Result<Run> {
     }
     std::thread::spawn(move || for _ in lines {});
     let started = blast(datagrams, port)?;
+    let sent = started.elapsed().as_secs_f64();
     // Done when its socket is drained and stays so.
     let mut drained = None;
     loop {
@@ -295,6 +316,7 @@ fn nfcapd_run(datagrams: &[Vec<u8>], expected: u64) -> Result<Run> {
         }
     }
     let seconds = (drained.context("drained")? - started).as_secs_f64();
+    eprintln!("  nfcapd: the sender took {sent:.3} s, the socket was drained after {seconds:.3} s");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()?;

@@ -86,6 +86,15 @@ impl Telemetry {
 
     /// Enriches and stores records; resolves when they are durable.
     pub async fn ingest(&self, records: Vec<FlowRecord>) -> Result<usize, StoreError> {
+        Ok(self.ingest_returning(records).await?.0)
+    }
+
+    /// [`Telemetry::ingest`], handing back the records' buffer where the store did not
+    /// consume it ([`FlowStore::append_records`]).
+    pub async fn ingest_returning(
+        &self,
+        records: Vec<FlowRecord>,
+    ) -> Result<(usize, Vec<FlowRecord>), StoreError> {
         // Enrichment is CPU work: the store does it off the async workers.
         let n = records.len();
         match self
@@ -93,9 +102,9 @@ impl Telemetry {
             .append_records(records, Arc::clone(&self.enricher))
             .await
         {
-            Ok(n) => {
+            Ok((n, buffer)) => {
                 self.stats.records.fetch_add(n as u64, Ordering::Relaxed);
-                Ok(n)
+                Ok((n, buffer))
             }
             Err(e) => {
                 self.stats.refused.fetch_add(n as u64, Ordering::Relaxed);
@@ -216,11 +225,13 @@ pub async fn collect_ipfix(
 ) {
     use tracing::warn;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<FlowRecord>>(64);
+    // Stored batches go back to the receiving thread, which fills them again.
+    let (recycle, recycled) = std::sync::mpsc::sync_channel::<Vec<FlowRecord>>(INGEST_IN_FLIGHT);
     let receiver = {
         let telemetry = Arc::clone(&telemetry);
         std::thread::Builder::new()
             .name("ipfix-collector".into())
-            .spawn(move || receive_ipfix(&telemetry, &socket, &shutdown, &tx))
+            .spawn(move || receive_ipfix(&telemetry, &socket, &shutdown, &tx, &recycled))
     };
     if let Err(e) = receiver {
         warn!("could not start the IPFIX collector's thread: {e}");
@@ -242,9 +253,12 @@ pub async fn collect_ipfix(
             in_flight.join_next().await;
         }
         let telemetry = Arc::clone(&telemetry);
+        let recycle = recycle.clone();
         in_flight.spawn(async move {
-            if let Err(e) = telemetry.ingest(batch).await {
-                warn!("IPFIX records lost: {e}");
+            match telemetry.ingest_returning(batch).await {
+                // A full return channel: the receiver has buffers enough.
+                Ok((_, buffer)) => drop(recycle.try_send(buffer)),
+                Err(e) => warn!("IPFIX records lost: {e}"),
             }
         });
     }
@@ -256,6 +270,7 @@ fn receive_ipfix(
     socket: &std::net::UdpSocket,
     shutdown: &tokio::sync::watch::Receiver<bool>,
     tx: &tokio::sync::mpsc::Sender<Vec<FlowRecord>>,
+    recycled: &std::sync::mpsc::Receiver<Vec<FlowRecord>>,
 ) {
     use std::time::Instant;
     use tracing::warn;
@@ -264,8 +279,26 @@ fn receive_ipfix(
     let mut pending: Vec<FlowRecord> = Vec::with_capacity(INGEST_BATCH);
     let mut oldest = Instant::now();
     let mut last_warning: Option<Instant> = None;
+    // Reads without waiting while datagrams keep coming; once the socket is empty the
+    // pending records are handed on at once (no waiting for a full batch when there is
+    // nothing more to read) and the next read waits, up to INGEST_LINGER.
+    let mut idle = false;
+    let nonblocking = |on: bool| {
+        if let Err(e) = socket.set_nonblocking(on) {
+            warn!("IPFIX socket: {e}");
+        }
+    };
+    nonblocking(true);
     while !*shutdown.borrow() {
-        match socket.recv_from(&mut buf) {
+        if idle {
+            nonblocking(false);
+        }
+        let got = socket.recv_from(&mut buf);
+        if idle {
+            nonblocking(true);
+        }
+        idle = false;
+        match got {
             Ok((n, from)) => {
                 telemetry.stats.datagrams.fetch_add(1, Ordering::Relaxed);
                 let was_empty = pending.is_empty();
@@ -288,17 +321,34 @@ fn receive_ipfix(
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+                ) =>
+            {
+                idle = true;
+            }
             Err(e) => {
                 warn!("IPFIX socket: {e}");
                 std::thread::sleep(INGEST_LINGER);
             }
         }
+        // A full batch; or, with nothing more to read, what is pending as long as the
+        // store has nothing waiting (else it keeps growing, into fewer transactions); or
+        // records that have waited long enough.
+        let store_waiting = tx.capacity() < tx.max_capacity();
         if pending.len() >= INGEST_BATCH
-            || (!pending.is_empty() && oldest.elapsed() >= INGEST_LINGER)
+            || (!pending.is_empty()
+                && ((idle && !store_waiting) || oldest.elapsed() >= INGEST_LINGER))
         {
-            // Sized for a whole batch up front: no regrowing (and copying) as it fills.
-            let batch = std::mem::replace(&mut pending, Vec::with_capacity(INGEST_BATCH));
+            // A stored batch's buffer emptied here (the records' names were shared out by
+            // this thread's decoder: releasing them here keeps their counts on this core),
+            // or one sized for a whole batch: no regrowing (and copying) as it fills.
+            let next = match recycled.try_recv() {
+                Ok(mut buffer) => {
+                    buffer.clear();
+                    buffer
+                }
+                Err(_) => Vec::with_capacity(INGEST_BATCH),
+            };
+            let batch = std::mem::replace(&mut pending, next);
             if let Err(e) = tx.try_send(batch) {
                 let n = match &e {
                     tokio::sync::mpsc::error::TrySendError::Full(b)

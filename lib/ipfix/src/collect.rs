@@ -25,6 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldhash::fast::RandomState;
 use palisade_flow::{FlowRecord, RecordKind, Verdict};
 
 use crate::ie::{
@@ -264,15 +265,287 @@ impl Role {
     }
 }
 
-/// A learned template.
+/// Where a field's value goes in a record's [`Fields`], decided once per template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    /// Not read: unknown, unusable, or a later occurrence of a role already taken.
+    Skip,
+    Src,
+    Dst,
+    /// An unsigned integer kept as is; [`Template::value`] converts it.
+    Unsigned(Slot),
+    /// Every forwardingStatus field counts (any one saying dropped makes the record denied).
+    ForwardingStatus,
+    Device,
+    Rule,
+}
+
+/// The integer values of a record, by index into [`Fields::values`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Protocol,
+    SrcPort,
+    DstPort,
+    Bytes,
+    Packets,
+    RevBytes,
+    RevPackets,
+    TotalBytes,
+    TotalPackets,
+    RevTotalBytes,
+    RevTotalPackets,
+    /// In the unit of [`Template::start_unit`].
+    Start,
+    /// In the unit of [`Template::end_unit`].
+    End,
+    StartUptime,
+    EndUptime,
+    DurationMs,
+    SystemInit,
+    FirewallEvent,
+    FlowEndReason,
+    Generation,
+    PalisadeEndReason,
+}
+
+const SLOTS: usize = Slot::PalisadeEndReason as usize + 1;
+
+/// How a template encodes a flow's start or end time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimeUnit {
+    Millis,
+    Secs,
+    Ntp,
+    /// Microseconds before the message's export time.
+    DeltaMicros,
+}
+
+impl TimeUnit {
+    fn to_ms(self, n: u64, context: &Context) -> i64 {
+        match self {
+            TimeUnit::Millis => clamp_i64(n),
+            TimeUnit::Secs => clamp_i64(n).saturating_mul(1000),
+            TimeUnit::Ntp => ntp_ms(n),
+            TimeUnit::DeltaMicros => context.export_ms.saturating_sub(clamp_i64(n / 1000)),
+        }
+    }
+}
+
+impl Role {
+    /// What reading a field of this role does, and the time unit of time roles.
+    fn action(self) -> (Action, Option<TimeUnit>) {
+        use Action::Unsigned as U;
+        let time = |slot, unit| (U(slot), Some(unit));
+        let action = match self {
+            Role::Skip => Action::Skip,
+            Role::SrcAddr => Action::Src,
+            Role::DstAddr => Action::Dst,
+            Role::Protocol => U(Slot::Protocol),
+            Role::SrcPort => U(Slot::SrcPort),
+            Role::DstPort => U(Slot::DstPort),
+            Role::Bytes => U(Slot::Bytes),
+            Role::Packets => U(Slot::Packets),
+            Role::RevBytes => U(Slot::RevBytes),
+            Role::RevPackets => U(Slot::RevPackets),
+            Role::TotalBytes => U(Slot::TotalBytes),
+            Role::TotalPackets => U(Slot::TotalPackets),
+            Role::RevTotalBytes => U(Slot::RevTotalBytes),
+            Role::RevTotalPackets => U(Slot::RevTotalPackets),
+            Role::StartMs => return time(Slot::Start, TimeUnit::Millis),
+            Role::EndMs => return time(Slot::End, TimeUnit::Millis),
+            Role::StartSecs => return time(Slot::Start, TimeUnit::Secs),
+            Role::EndSecs => return time(Slot::End, TimeUnit::Secs),
+            Role::StartNtp => return time(Slot::Start, TimeUnit::Ntp),
+            Role::EndNtp => return time(Slot::End, TimeUnit::Ntp),
+            Role::StartDeltaMicros => return time(Slot::Start, TimeUnit::DeltaMicros),
+            Role::EndDeltaMicros => return time(Slot::End, TimeUnit::DeltaMicros),
+            Role::StartUptime => U(Slot::StartUptime),
+            Role::EndUptime => U(Slot::EndUptime),
+            Role::DurationMs => U(Slot::DurationMs),
+            Role::SystemInit => U(Slot::SystemInit),
+            Role::FirewallEvent => U(Slot::FirewallEvent),
+            Role::ForwardingStatus => Action::ForwardingStatus,
+            Role::FlowEndReason => U(Slot::FlowEndReason),
+            Role::RuleId => Action::Rule,
+            Role::Generation => U(Slot::Generation),
+            Role::Device => Action::Device,
+            Role::PalisadeEndReason => U(Slot::PalisadeEndReason),
+        };
+        (action, None)
+    }
+}
+
+/// A field at a constant offset from the start of its record.
+#[derive(Clone, Copy, Debug)]
+struct Fixed {
+    start: usize,
+    end: usize,
+    action: Action,
+}
+
+/// The fixed-length fields before a template's first variable-length one: they sit at the
+/// same offsets in every record. Grouped by how they are read, so that reading them takes
+/// a few uniform loops rather than a dispatch per field; skipped fields are left out.
+#[derive(Debug, Default)]
+struct Prefix {
+    /// The bytes the fields take.
+    len: usize,
+    /// Unsigned integers of 1, 2, 4 and 8 bytes: (offset, [`Slot`] index).
+    u8s: Vec<(usize, usize)>,
+    u16s: Vec<(usize, usize)>,
+    u32s: Vec<(usize, usize)>,
+    u64s: Vec<(usize, usize)>,
+    /// The addresses: (start, end).
+    src: Option<(usize, usize)>,
+    dst: Option<(usize, usize)>,
+    /// The forwardingStatus fields: (start, end).
+    forwarding: Vec<(usize, usize)>,
+    /// The rest: integers of other widths, fixed-length names.
+    other: Vec<Fixed>,
+}
+
+impl Prefix {
+    fn push(&mut self, length: u16, action: Action) {
+        let start = self.len;
+        self.len += usize::from(length);
+        let (list, slot) = match (action, length) {
+            (Action::Skip, _) => return,
+            (Action::Unsigned(slot), 1) => (&mut self.u8s, slot),
+            (Action::Unsigned(slot), 2) => (&mut self.u16s, slot),
+            (Action::Unsigned(slot), 4) => (&mut self.u32s, slot),
+            (Action::Unsigned(slot), 8) => (&mut self.u64s, slot),
+            (Action::Src, _) => return self.src = Some((start, self.len)),
+            (Action::Dst, _) => return self.dst = Some((start, self.len)),
+            (Action::ForwardingStatus, _) => return self.forwarding.push((start, self.len)),
+            _ => {
+                self.other.push(Fixed {
+                    start,
+                    end: self.len,
+                    action,
+                });
+                return;
+            }
+        };
+        list.push((start, slot as usize));
+    }
+
+    /// Reads the fields of one record, whose first [`Prefix::len`] bytes are `bytes`.
+    fn read<'a>(&self, bytes: &'a [u8], fields: &mut Fields<'a>) {
+        fn at<const N: usize>(bytes: &[u8], start: usize) -> Option<[u8; N]> {
+            bytes.get(start..)?.first_chunk().copied()
+        }
+        for &(start, slot) in &self.u8s {
+            if let (Some([b]), Some(v)) = (at(bytes, start), fields.values.get_mut(slot)) {
+                *v = u64::from(b);
+            }
+        }
+        for &(start, slot) in &self.u16s {
+            if let (Some(b), Some(v)) = (at(bytes, start), fields.values.get_mut(slot)) {
+                *v = u64::from(u16::from_be_bytes(b));
+            }
+        }
+        for &(start, slot) in &self.u32s {
+            if let (Some(b), Some(v)) = (at(bytes, start), fields.values.get_mut(slot)) {
+                *v = u64::from(u32::from_be_bytes(b));
+            }
+        }
+        for &(start, slot) in &self.u64s {
+            if let (Some(b), Some(v)) = (at(bytes, start), fields.values.get_mut(slot)) {
+                *v = u64::from_be_bytes(b);
+            }
+        }
+        if let Some((start, end)) = self.src {
+            fields.src = bytes.get(start..end).map(address);
+        }
+        if let Some((start, end)) = self.dst {
+            fields.dst = bytes.get(start..end).map(address);
+        }
+        for &(start, end) in &self.forwarding {
+            if let Some(b) = bytes.get(start..end) {
+                fields.read(Action::ForwardingStatus, b);
+            }
+        }
+        for f in &self.other {
+            if let Some(b) = bytes.get(f.start..f.end) {
+                fields.read(f.action, b);
+            }
+        }
+    }
+}
+
+/// A learned template, compiled into a plan for reading its records.
+///
+/// Every record of a template has the same fields, so which field supplies a role (the
+/// first usable one, module doc) is settled here once: later occurrences become
+/// [`Action::Skip`], and a record's values need no "already set?" checks.
 #[derive(Debug)]
 struct Template {
-    /// Each field's length ([`VARIABLE_LENGTH`] for variable) and role.
-    fields: Vec<(u16, Role)>,
+    /// The fixed-length fields before the first variable-length one.
+    prefix: Prefix,
+    /// The fields from the first variable-length one on: length ([`VARIABLE_LENGTH`] for
+    /// variable) and action.
+    rest: Vec<(u16, Action)>,
+    /// The slots some field supplies, one bit per [`Slot`].
+    present: u32,
+    start_unit: TimeUnit,
+    end_unit: TimeUnit,
     /// Options templates describe metadata, not flows.
     options: bool,
     /// The shortest record (variable-length fields count one byte); never zero.
     min_len: usize,
+}
+
+impl Template {
+    fn new(fields: &[FieldSpec], options: bool, min_len: usize) -> Template {
+        let mut template = Template {
+            prefix: Prefix::default(),
+            rest: Vec::new(),
+            present: 0,
+            start_unit: TimeUnit::Millis,
+            end_unit: TimeUnit::Millis,
+            options,
+            min_len,
+        };
+        // Roles taken so far: the slots' bits, then addresses and names.
+        const SRC: u64 = 1 << SLOTS;
+        const DST: u64 = SRC << 1;
+        const DEVICE: u64 = SRC << 2;
+        const RULE: u64 = SRC << 3;
+        let mut taken = 0u64;
+        for spec in fields {
+            let (mut action, unit) = Role::of(spec).action();
+            let bit = match action {
+                Action::Skip | Action::ForwardingStatus => 0,
+                Action::Src => SRC,
+                Action::Dst => DST,
+                Action::Device => DEVICE,
+                Action::Rule => RULE,
+                Action::Unsigned(slot) => 1 << slot as u32,
+            };
+            if taken & bit != 0 {
+                action = Action::Skip;
+            } else {
+                taken |= bit;
+                match (action, unit) {
+                    (Action::Unsigned(Slot::Start), Some(unit)) => template.start_unit = unit,
+                    (Action::Unsigned(Slot::End), Some(unit)) => template.end_unit = unit,
+                    _ => {}
+                }
+            }
+            if spec.length == VARIABLE_LENGTH || !template.rest.is_empty() {
+                template.rest.push((spec.length, action));
+                continue;
+            }
+            template.prefix.push(spec.length, action);
+        }
+        template.present = (taken & ((1 << SLOTS) - 1)) as u32;
+        template
+    }
+
+    /// The value of a slot in a record of this template, if the template has a field for it.
+    fn value(&self, fields: &Fields<'_>, slot: Slot) -> Option<u64> {
+        (self.present & (1 << slot as u32) != 0).then(|| fields.values[slot as usize])
+    }
 }
 
 /// A cached template and when it was last (re)defined.
@@ -293,11 +566,11 @@ struct TemplateKey {
 /// What is known of one exporter address.
 #[derive(Debug, Default)]
 struct ExporterState {
-    templates: HashMap<TemplateKey, Cached>,
+    templates: HashMap<TemplateKey, Cached, RandomState>,
     /// When a template of this exporter was last learned or refreshed.
     last_refresh_ms: i64,
     /// systemInitTimeMilliseconds per IPFIX observation domain, from options records.
-    system_init_ms: HashMap<u32, i64>,
+    system_init_ms: HashMap<u32, i64, RandomState>,
 }
 
 /// The header fields the records of one datagram are read against.
@@ -314,7 +587,10 @@ struct Context {
 #[derive(Debug, Default)]
 pub struct Collector {
     config: CollectorConfig,
-    exporters: HashMap<SocketAddr, ExporterState>,
+    /// Looked up once per data set. Like every map here keyed by what the network sends,
+    /// hashed with foldhash seeded per map (exporters cannot aim collisions at it), which
+    /// costs a fraction of SipHash.
+    exporters: HashMap<SocketAddr, ExporterState, RandomState>,
     stats: CollectorStats,
     names: Names,
 }
@@ -322,27 +598,63 @@ pub struct Collector {
 /// Most distinct device and rule names kept for sharing; more and the list starts over.
 const MAX_NAMES: usize = 16_384;
 
+/// Slots of [`Names::recent`].
+const RECENT_NAMES: usize = 256;
+
 /// Device and rule names as records carry them, each decoded once and shared by every
 /// record that names it (an exporter repeats the same few in every record).
 ///
-/// Looked up twice per record, so hashed with foldhash (seeded per map, so exporters cannot
-/// aim collisions at it) rather than SipHash.
-#[derive(Debug, Default)]
+/// Looked up twice per record: first in `recent`, a small direct-mapped cache indexed by a
+/// cheap hash of the name's last bytes, then in the maps, hashed with foldhash (seeded per
+/// map, so exporters cannot aim collisions at it) rather than SipHash. The cache's hash is
+/// not seeded: names that collide there only cost the map lookup.
+#[derive(Debug)]
 struct Names {
-    by_bytes: HashMap<Vec<u8>, Arc<str>, foldhash::fast::RandomState>,
-    by_exporter: HashMap<IpAddr, Arc<str>, foldhash::fast::RandomState>,
+    /// Names that are valid UTF-8 (so that the name's bytes are the key).
+    recent: Vec<Option<Arc<str>>>,
+    by_bytes: HashMap<Vec<u8>, Arc<str>, RandomState>,
+    by_exporter: HashMap<IpAddr, Arc<str>, RandomState>,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            recent: vec![None; RECENT_NAMES],
+            by_bytes: HashMap::default(),
+            by_exporter: HashMap::default(),
+        }
+    }
 }
 
 impl Names {
     fn of(&mut self, bytes: &[u8]) -> Arc<str> {
-        if let Some(name) = self.by_bytes.get(bytes) {
+        let tail = match bytes.last_chunk::<8>() {
+            Some(tail) => u64::from_le_bytes(*tail),
+            None => bytes.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b)),
+        };
+        let hash = (tail ^ bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = (hash >> 56) as usize % RECENT_NAMES;
+        if let Some(Some(name)) = self.recent.get(slot)
+            && same_bytes(name.as_bytes(), bytes)
+        {
             return Arc::clone(name);
         }
-        if self.by_bytes.len() >= MAX_NAMES {
-            self.by_bytes.clear();
+        let name = match self.by_bytes.get(bytes) {
+            Some(name) => Arc::clone(name),
+            None => {
+                if self.by_bytes.len() >= MAX_NAMES {
+                    self.by_bytes.clear();
+                }
+                let name: Arc<str> = String::from_utf8_lossy(bytes).into();
+                self.by_bytes.insert(bytes.to_vec(), Arc::clone(&name));
+                name
+            }
+        };
+        if name.as_bytes() == bytes
+            && let Some(recent) = self.recent.get_mut(slot)
+        {
+            *recent = Some(Arc::clone(&name));
         }
-        let name: Arc<str> = String::from_utf8_lossy(bytes).into();
-        self.by_bytes.insert(bytes.to_vec(), Arc::clone(&name));
         name
     }
 
@@ -359,12 +671,34 @@ impl Names {
     }
 }
 
+/// `a == b`, comparing names of up to 16 bytes (what records usually carry) with a few
+/// word compares rather than a call to `memcmp`.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 16 {
+        return a == b;
+    }
+    fn ends<const N: usize>(s: &[u8]) -> Option<(&[u8; N], &[u8; N])> {
+        Some((s.first_chunk()?, s.last_chunk()?))
+    }
+    // Two overlapping words cover every byte of a slice of N to 2N bytes.
+    if let (Some(x), Some(y)) = (ends::<8>(a), ends::<8>(b)) {
+        return x == y;
+    }
+    if let (Some(x), Some(y)) = (ends::<4>(a), ends::<4>(b)) {
+        return x == y;
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 impl Collector {
     /// A collector with these limits.
     pub fn new(config: CollectorConfig) -> Self {
         Collector {
             config,
-            exporters: HashMap::new(),
+            exporters: HashMap::default(),
             stats: CollectorStats::default(),
             names: Names::default(),
         }
@@ -625,12 +959,12 @@ impl Collector {
                 self.stats.templates_refused += 1;
                 continue;
             }
-            let template = Template {
-                fields: fields.iter().map(|f| (f.length, Role::of(f))).collect(),
-                options,
-                min_len,
-            };
-            self.learn(exporter, key, template, now_ms);
+            self.learn(
+                exporter,
+                key,
+                Template::new(&fields, options, min_len),
+                now_ms,
+            );
         }
         Ok(())
     }
@@ -771,11 +1105,19 @@ impl Collector {
         let data = set.datagram;
         let end = set.body.end;
         let mut pos = set.body.start;
+        // Every record of the template has the same fields, so each record overwrites all
+        // that the one before it left here; only `dropped` accumulates.
+        let mut fields = Fields::default();
         // Fewer bytes than the shortest record are padding.
         while end - pos >= template.min_len {
             let start = pos;
-            let mut values = Values::default();
-            for &(length, role) in &template.fields {
+            fields.dropped = false;
+            // The loop's condition guarantees the prefix: min_len counts it.
+            template
+                .prefix
+                .read(&data[pos..pos + template.prefix.len], &mut fields);
+            pos += template.prefix.len;
+            for &(length, action) in &template.rest {
                 let field_len = if length == VARIABLE_LENGTH {
                     let error = |reason| DecodeError::Record {
                         offset: start,
@@ -805,19 +1147,21 @@ impl Collector {
                         reason: "a field runs past the end of the set",
                     });
                 }
-                values.set(role, &data[pos..pos + field_len], context);
+                fields.read(action, &data[pos..pos + field_len]);
                 pos += field_len;
             }
             if template.options {
                 self.stats.options_records += 1;
-                if let Some(init) = values.system_init_ms {
-                    self.remember_system_init(exporter, context.domain, init);
+                if let Some(init) = template.value(&fields, Slot::SystemInit) {
+                    self.remember_system_init(exporter, context.domain, clamp_i64(init));
                 }
                 continue;
             }
-            match self.record(exporter, context, values) {
-                Some(record) => records.push(record),
-                None => self.stats.incomplete_records += 1,
+            match (fields.src, fields.dst) {
+                (Some(src), Some(dst)) => {
+                    records.push(self.record(exporter, context, &template, &fields, src, dst));
+                }
+                _ => self.stats.incomplete_records += 1,
             }
         }
         Ok(())
@@ -832,14 +1176,18 @@ impl Collector {
         }
     }
 
-    /// Turns a data record's values into a flow record, if it has both addresses.
+    /// Turns a data record's fields, and its addresses, into a flow record.
     fn record(
         &mut self,
         exporter: SocketAddr,
         context: &Context,
-        v: Values<'_>,
-    ) -> Option<FlowRecord> {
-        let (src, dst) = (v.src?, v.dst?);
+        template: &Template,
+        v: &Fields<'_>,
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> FlowRecord {
+        let value = |slot| template.value(v, slot);
+        let system_init_ms = value(Slot::SystemInit).map(clamp_i64);
         // The epoch of sysUpTime-relative times: boot time from the NetFlow v9 header, or
         // IPFIX's systemInitTimeMilliseconds (from the record or an options record).
         // Looked up only for records that have such times.
@@ -847,7 +1195,7 @@ impl Collector {
             if context.version == NETFLOW_V9 {
                 Some(context.export_ms - i64::from(context.v9_uptime_ms))
             } else {
-                v.system_init_ms.or_else(|| {
+                system_init_ms.or_else(|| {
                     self.exporters
                         .get(&exporter)
                         .and_then(|s| s.system_init_ms.get(&context.domain).copied())
@@ -858,9 +1206,11 @@ impl Collector {
             let t = uptime_base()?.saturating_add(clamp_i64(uptime?));
             Some(nearest_wrap(t, context.export_ms))
         };
-        let mut start = v.start_ms.or_else(|| from_uptime(v.start_uptime));
-        let mut end = v.end_ms.or_else(|| from_uptime(v.end_uptime));
-        if let Some(duration) = v.duration_ms.map(clamp_i64) {
+        let start_ms = value(Slot::Start).map(|n| template.start_unit.to_ms(n, context));
+        let end_ms = value(Slot::End).map(|n| template.end_unit.to_ms(n, context));
+        let mut start = start_ms.or_else(|| from_uptime(value(Slot::StartUptime)));
+        let mut end = end_ms.or_else(|| from_uptime(value(Slot::EndUptime)));
+        if let Some(duration) = value(Slot::DurationMs).map(clamp_i64) {
             start = start.or(end.map(|e| e.saturating_sub(duration)));
             end = end.or(start.map(|s| s.saturating_add(duration)));
         }
@@ -869,18 +1219,20 @@ impl Collector {
             (Some(t), None) | (None, Some(t)) => (t, t),
             (None, None) => (context.export_ms, context.export_ms),
         };
-        let kind = v
-            .firewall_event
-            .map_or(RecordKind::End, kind_of_firewall_event);
-        let denied = v.firewall_event == Some(firewall_event::DENIED) || v.dropped;
+        let firewall_event = value(Slot::FirewallEvent).map(|n| n as u8);
+        let kind = firewall_event.map_or(RecordKind::End, kind_of_firewall_event);
+        let denied = firewall_event == Some(firewall_event::DENIED) || v.dropped;
         let end_reason = if kind == RecordKind::End {
-            v.palisade_end_reason
-                .and_then(end_reason_of_code)
-                .or_else(|| v.flow_end_reason.and_then(end_reason_of_flow_end_reason))
+            value(Slot::PalisadeEndReason)
+                .and_then(|n| end_reason_of_code(n as u8))
+                .or_else(|| {
+                    value(Slot::FlowEndReason).and_then(|n| end_reason_of_flow_end_reason(n as u8))
+                })
         } else {
             None
         };
-        Some(FlowRecord {
+        let count = |delta, total| value(delta).or(value(total)).unwrap_or(0);
+        FlowRecord {
             device: match v.device {
                 Some(d) => self.names.of(d),
                 None => self.names.of_exporter(exporter.ip()),
@@ -889,23 +1241,23 @@ impl Collector {
             end_reason,
             src,
             dst,
-            protocol: v.protocol.unwrap_or(0),
-            src_port: v.src_port.unwrap_or(0),
-            dst_port: v.dst_port.unwrap_or(0),
+            protocol: value(Slot::Protocol).unwrap_or(0) as u8,
+            src_port: value(Slot::SrcPort).unwrap_or(0) as u16,
+            dst_port: value(Slot::DstPort).unwrap_or(0) as u16,
             start_ms,
             end_ms,
-            packets: v.packets.or(v.total_packets).unwrap_or(0),
-            bytes: v.bytes.or(v.total_bytes).unwrap_or(0),
-            rev_packets: v.rev_packets.or(v.rev_total_packets).unwrap_or(0),
-            rev_bytes: v.rev_bytes.or(v.rev_total_bytes).unwrap_or(0),
+            packets: count(Slot::Packets, Slot::TotalPackets),
+            bytes: count(Slot::Bytes, Slot::TotalBytes),
+            rev_packets: count(Slot::RevPackets, Slot::RevTotalPackets),
+            rev_bytes: count(Slot::RevBytes, Slot::RevTotalBytes),
             verdict: if denied {
                 Verdict::Denied
             } else {
                 Verdict::Allowed
             },
             rule: self.names.of(v.rule.unwrap_or_default()),
-            generation: v.generation.unwrap_or(0),
-        })
+            generation: value(Slot::Generation).unwrap_or(0),
+        }
     }
 }
 
@@ -917,93 +1269,44 @@ struct Set<'a> {
     set_id: u16,
 }
 
-/// The values of one data record, by role; the first occurrence of a role wins.
+/// The fields of one data record, as its template's plan reads them.
 #[derive(Default)]
-struct Values<'a> {
+struct Fields<'a> {
+    /// By [`Slot`]; meaningful where the template's `present` says so.
+    values: [u64; SLOTS],
     src: Option<IpAddr>,
     dst: Option<IpAddr>,
-    protocol: Option<u8>,
-    src_port: Option<u16>,
-    dst_port: Option<u16>,
-    bytes: Option<u64>,
-    packets: Option<u64>,
-    rev_bytes: Option<u64>,
-    rev_packets: Option<u64>,
-    total_bytes: Option<u64>,
-    total_packets: Option<u64>,
-    rev_total_bytes: Option<u64>,
-    rev_total_packets: Option<u64>,
-    start_ms: Option<i64>,
-    end_ms: Option<i64>,
-    start_uptime: Option<u64>,
-    end_uptime: Option<u64>,
-    duration_ms: Option<u64>,
-    system_init_ms: Option<i64>,
-    firewall_event: Option<u8>,
     dropped: bool,
-    flow_end_reason: Option<u8>,
-    rule: Option<&'a [u8]>,
-    generation: Option<u64>,
     device: Option<&'a [u8]>,
-    palisade_end_reason: Option<u8>,
+    rule: Option<&'a [u8]>,
 }
 
-impl<'a> Values<'a> {
-    /// Records a field's bytes; [`Role::of`] guaranteed their length suits the role.
-    fn set(&mut self, role: Role, bytes: &'a [u8], context: &Context) {
-        fn keep<T>(slot: &mut Option<T>, value: T) {
-            slot.get_or_insert(value);
-        }
-        let n = || unsigned(bytes);
-        match role {
-            Role::Skip => {}
-            Role::SrcAddr => keep(&mut self.src, address(bytes)),
-            Role::DstAddr => keep(&mut self.dst, address(bytes)),
-            Role::Protocol => keep(&mut self.protocol, n() as u8),
-            Role::SrcPort => keep(&mut self.src_port, n() as u16),
-            Role::DstPort => keep(&mut self.dst_port, n() as u16),
-            Role::Bytes => keep(&mut self.bytes, n()),
-            Role::Packets => keep(&mut self.packets, n()),
-            Role::RevBytes => keep(&mut self.rev_bytes, n()),
-            Role::RevPackets => keep(&mut self.rev_packets, n()),
-            Role::TotalBytes => keep(&mut self.total_bytes, n()),
-            Role::TotalPackets => keep(&mut self.total_packets, n()),
-            Role::RevTotalBytes => keep(&mut self.rev_total_bytes, n()),
-            Role::RevTotalPackets => keep(&mut self.rev_total_packets, n()),
-            Role::StartMs => keep(&mut self.start_ms, clamp_i64(n())),
-            Role::EndMs => keep(&mut self.end_ms, clamp_i64(n())),
-            Role::StartSecs => keep(&mut self.start_ms, clamp_i64(n()).saturating_mul(1000)),
-            Role::EndSecs => keep(&mut self.end_ms, clamp_i64(n()).saturating_mul(1000)),
-            Role::StartNtp => keep(&mut self.start_ms, ntp_ms(n())),
-            Role::EndNtp => keep(&mut self.end_ms, ntp_ms(n())),
-            Role::StartDeltaMicros => keep(
-                &mut self.start_ms,
-                context.export_ms.saturating_sub(clamp_i64(n() / 1000)),
-            ),
-            Role::EndDeltaMicros => keep(
-                &mut self.end_ms,
-                context.export_ms.saturating_sub(clamp_i64(n() / 1000)),
-            ),
-            Role::StartUptime => keep(&mut self.start_uptime, n()),
-            Role::EndUptime => keep(&mut self.end_uptime, n()),
-            Role::DurationMs => keep(&mut self.duration_ms, n()),
-            Role::SystemInit => keep(&mut self.system_init_ms, clamp_i64(n())),
-            Role::FirewallEvent => keep(&mut self.firewall_event, n() as u8),
-            Role::ForwardingStatus => {
-                self.dropped |= forwarding_status_dropped(n(), bytes.len());
+impl<'a> Fields<'a> {
+    /// Reads a field's bytes; [`Role::of`] guaranteed their length suits the action.
+    fn read(&mut self, action: Action, bytes: &'a [u8]) {
+        match action {
+            Action::Skip => {}
+            Action::Src => self.src = Some(address(bytes)),
+            Action::Dst => self.dst = Some(address(bytes)),
+            Action::Unsigned(slot) => self.values[slot as usize] = unsigned(bytes),
+            Action::ForwardingStatus => {
+                self.dropped |= forwarding_status_dropped(unsigned(bytes), bytes.len());
             }
-            Role::FlowEndReason => keep(&mut self.flow_end_reason, n() as u8),
-            Role::RuleId => keep(&mut self.rule, bytes),
-            Role::Generation => keep(&mut self.generation, n()),
-            Role::Device => keep(&mut self.device, bytes),
-            Role::PalisadeEndReason => keep(&mut self.palisade_end_reason, n() as u8),
+            Action::Device => self.device = Some(bytes),
+            Action::Rule => self.rule = Some(bytes),
         }
     }
 }
 
 /// A big-endian unsigned integer of 1 to 8 bytes (reduced-size encoding, RFC 7011 6.2).
 fn unsigned(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b))
+    match *bytes {
+        [a] => u64::from(a),
+        [a, b] => u64::from(u16::from_be_bytes([a, b])),
+        [a, b, c, d] => u64::from(u32::from_be_bytes([a, b, c, d])),
+        [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+        _ => bytes.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b)),
+    }
 }
 
 fn address(bytes: &[u8]) -> IpAddr {
@@ -1062,6 +1365,7 @@ fn be32(data: &[u8], at: usize) -> Option<u32> {
 mod tests {
     use super::*;
     use palisade_flow::EndReason;
+    use proptest::prelude::*;
 
     const FROM: &str = "192.0.2.7:4739";
     const NOW: i64 = 1_700_000_000_000;
@@ -1586,5 +1890,114 @@ mod tests {
         c.decode(other, &ipfix(0, &[set(2, &template(303, &wide))]), NOW)
             .unwrap();
         assert_eq!(c.stats().templates_refused, 3);
+    }
+
+    /// Fields a template may carry, with lengths that suit them and some that do not.
+    fn arb_field() -> impl Strategy<Value = (u16, u16, u32)> {
+        let ie = prop::sample::select(vec![
+            (iana::SOURCE_IPV4_ADDRESS, 0),
+            (iana::DESTINATION_IPV4_ADDRESS, 0),
+            (iana::SOURCE_IPV6_ADDRESS, 0),
+            (iana::PROTOCOL_IDENTIFIER, 0),
+            (iana::SOURCE_TRANSPORT_PORT, 0),
+            (iana::DESTINATION_TRANSPORT_PORT, 0),
+            (iana::OCTET_DELTA_COUNT, 0),
+            (iana::PACKET_TOTAL_COUNT, 0),
+            (iana::FLOW_START_MILLISECONDS, 0),
+            (iana::FLOW_END_SECONDS, 0),
+            (iana::FLOW_END_DELTA_MICROSECONDS, 0),
+            (iana::FLOW_START_SYS_UP_TIME, 0),
+            (iana::SYSTEM_INIT_TIME_MILLISECONDS, 0),
+            (iana::FLOW_DURATION_MILLISECONDS, 0),
+            (iana::FORWARDING_STATUS, 0),
+            (iana::FIREWALL_EVENT, 0),
+            (iana::FLOW_END_REASON, 0),
+            (iana::OCTET_DELTA_COUNT, REVERSE_PEN),
+            (palisade::GENERATION, PALISADE_PEN),
+            (palisade::DEVICE, PALISADE_PEN),
+            (palisade::RULE_ID, PALISADE_PEN),
+            (999, 0),
+        ]);
+        let len = prop::sample::select(vec![1u16, 2, 3, 4, 8, 16, VARIABLE_LENGTH]);
+        (ie, len).prop_map(|((ie, pen), len)| (ie, len, pen))
+    }
+
+    /// One record of `fields`: fixed fields get `len` bytes from `bytes`, variable ones a
+    /// one-byte length and up to 5 bytes.
+    fn record_of(fields: &[(u16, u16, u32)], bytes: &[u8]) -> Vec<u8> {
+        let mut next = bytes.iter().copied().cycle();
+        let mut record = Vec::new();
+        for &(_, len, _) in fields {
+            let n = if len == VARIABLE_LENGTH {
+                let n = next.next().unwrap_or(0) % 6;
+                record.push(n);
+                usize::from(n)
+            } else {
+                usize::from(len)
+            };
+            record.extend((0..n).map(|_| next.next().unwrap_or(0x5a)));
+        }
+        record
+    }
+
+    proptest! {
+        /// Fixed fields before the first variable-length one are read at planned offsets,
+        /// the rest one by one; pushing every field behind an empty variable-length one
+        /// sends them all down the second path, and the records must not change.
+        #[test]
+        fn the_fixed_offset_plan_reads_what_field_by_field_reading_does(
+            fields in prop::collection::vec(arb_field(), 1..14),
+            bytes in prop::collection::vec(any::<u8>(), 1..64),
+            count in 1usize..4,
+        ) {
+            let behind: Vec<_> = [(999, VARIABLE_LENGTH, 0)].into_iter().chain(fields.clone()).collect();
+            let mut plain = Vec::new();
+            let mut shifted = Vec::new();
+            for i in 0..count {
+                let mut varied = bytes.clone();
+                varied.rotate_left(i % bytes.len());
+                let record = record_of(&fields, &varied);
+                plain.extend_from_slice(&record);
+                shifted.push(0);
+                shifted.extend_from_slice(&record);
+            }
+            let decode = |fields: &[(u16, u16, u32)], data: &[u8]| {
+                let mut c = Collector::default();
+                let msg = ipfix(7, &[set(2, &template(300, fields)), set(300, data)]);
+                let out = c.decode(from(), &msg, NOW).map_err(|e| e.to_string());
+                (out, c.stats().clone())
+            };
+            let (a, stats_a) = decode(&fields, &plain);
+            let (b, stats_b) = decode(&behind, &shifted);
+            // Both are whole records, so neither may fail.
+            prop_assert!(a.is_ok(), "{:?}", a);
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(stats_a, stats_b);
+        }
+    }
+
+    #[test]
+    fn the_first_field_of_a_role_wins_wherever_the_fields_sit() {
+        // Source address twice and octets twice, once each side of a variable field.
+        let fields = [
+            (iana::SOURCE_IPV4_ADDRESS, 4, 0),
+            (iana::OCTET_DELTA_COUNT, 4, 0),
+            (999, VARIABLE_LENGTH, 0),
+            (iana::SOURCE_IPV4_ADDRESS, 4, 0),
+            (iana::OCTET_DELTA_COUNT, 8, 0),
+            (iana::DESTINATION_IPV4_ADDRESS, 4, 0),
+        ];
+        let mut record = vec![10, 0, 0, 1];
+        record.extend_from_slice(&7u32.to_be_bytes());
+        record.push(0);
+        record.extend_from_slice(&[10, 0, 0, 9]);
+        record.extend_from_slice(&9u64.to_be_bytes());
+        record.extend_from_slice(&[10, 0, 0, 2]);
+        let mut c = Collector::default();
+        let msg = ipfix(0, &[set(2, &template(300, &fields)), set(300, &record)]);
+        let records = c.decode(from(), &msg, NOW).unwrap();
+        assert_eq!(records[0].src, IpAddr::from([10, 0, 0, 1]));
+        assert_eq!(records[0].bytes, 7);
+        assert_eq!(records[0].dst, IpAddr::from([10, 0, 0, 2]));
     }
 }
