@@ -275,44 +275,50 @@ fn receive_ipfix(
     use std::time::Instant;
     use tracing::warn;
     let mut collector = palisade_ipfix::Collector::default();
-    let mut buf = vec![0u8; 65_536];
+    let mut bufs = vec![0u8; RECEIVE_BURST * MAX_DATAGRAM];
+    let mut headers =
+        nix::sys::socket::MultiHeaders::<nix::sys::socket::SockaddrStorage>::preallocate(
+            RECEIVE_BURST,
+            None,
+        );
+    let mut got: Vec<(usize, Option<std::net::SocketAddr>)> = Vec::with_capacity(RECEIVE_BURST);
     let mut pending: Vec<FlowRecord> = Vec::with_capacity(INGEST_BATCH);
     let mut oldest = Instant::now();
     let mut last_warning: Option<Instant> = None;
-    // Reads without waiting while datagrams keep coming; once the socket is empty the
-    // pending records are handed on at once (no waiting for a full batch when there is
-    // nothing more to read) and the next read waits, up to INGEST_LINGER.
+    // While datagrams keep coming they are read in bursts without waiting (one recvmmsg
+    // call for up to RECEIVE_BURST); once the socket is empty the pending records are handed
+    // on at once (no waiting for a full batch when there is nothing more to read) and the
+    // next read waits for one datagram, up to INGEST_LINGER (the socket's read timeout).
     let mut idle = false;
-    let nonblocking = |on: bool| {
-        if let Err(e) = socket.set_nonblocking(on) {
-            warn!("IPFIX socket: {e}");
-        }
-    };
-    nonblocking(true);
     while !*shutdown.borrow() {
-        if idle {
-            nonblocking(false);
-        }
-        let got = socket.recv_from(&mut buf);
-        if idle {
-            nonblocking(true);
-        }
+        got.clear();
+        let read = if idle {
+            socket
+                .recv_from(&mut bufs[..MAX_DATAGRAM])
+                .map(|(n, from)| got.push((n, Some(from))))
+        } else {
+            receive_burst(socket, &mut headers, &mut bufs, &mut got)
+        };
         idle = false;
-        match got {
-            Ok((n, from)) => {
-                telemetry.stats.datagrams.fetch_add(1, Ordering::Relaxed);
-                let was_empty = pending.is_empty();
-                match collector.decode_into(from, &buf[..n], now_ms(), &mut pending) {
-                    Ok(_) => {
-                        if was_empty && !pending.is_empty() {
-                            oldest = Instant::now();
+        match read {
+            Ok(()) => {
+                for (&(n, from), buf) in got.iter().zip(bufs.chunks(MAX_DATAGRAM)) {
+                    telemetry.stats.datagrams.fetch_add(1, Ordering::Relaxed);
+                    // Datagrams come from IP sockets: the kernel always says from where.
+                    let Some(from) = from else { continue };
+                    let was_empty = pending.is_empty();
+                    match collector.decode_into(from, &buf[..n], now_ms(), &mut pending) {
+                        Ok(_) => {
+                            if was_empty && !pending.is_empty() {
+                                oldest = Instant::now();
+                            }
                         }
-                    }
-                    Err(e) => {
-                        telemetry.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                        if last_warning.is_none_or(|t| t.elapsed().as_secs() >= 60) {
-                            warn!(%from, "malformed IPFIX/NetFlow datagram dropped: {e} (further ones are counted, logged once a minute)");
-                            last_warning = Some(Instant::now());
+                        Err(e) => {
+                            telemetry.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                            if last_warning.is_none_or(|t| t.elapsed().as_secs() >= 60) {
+                                warn!(%from, "malformed IPFIX/NetFlow datagram dropped: {e} (further ones are counted, logged once a minute)");
+                                last_warning = Some(Instant::now());
+                            }
                         }
                     }
                 }
@@ -330,13 +336,12 @@ fn receive_ipfix(
                 std::thread::sleep(INGEST_LINGER);
             }
         }
-        // A full batch; or, with nothing more to read, what is pending as long as the
-        // store has nothing waiting (else it keeps growing, into fewer transactions); or
-        // records that have waited long enough.
-        let store_waiting = tx.capacity() < tx.max_capacity();
+        // A full batch; or, with nothing more to read, what is pending (the next read may
+        // wait: holding records back then would only delay them; batches that pile up
+        // behind the store are stored together anyway); or records that have waited long
+        // enough.
         if pending.len() >= INGEST_BATCH
-            || (!pending.is_empty()
-                && ((idle && !store_waiting) || oldest.elapsed() >= INGEST_LINGER))
+            || (!pending.is_empty() && (idle || oldest.elapsed() >= INGEST_LINGER))
         {
             // A stored batch's buffer emptied here (the records' names were shared out by
             // this thread's decoder: releasing them here keeps their counts on this core),
@@ -371,4 +376,49 @@ fn receive_ipfix(
     if !pending.is_empty() {
         let _ = tx.blocking_send(pending);
     }
+}
+
+/// Largest UDP payload, so that no datagram is cut.
+const MAX_DATAGRAM: usize = 65_536;
+/// Datagrams read by one system call while the socket has them.
+const RECEIVE_BURST: usize = 32;
+
+/// Reads the datagrams waiting on `socket`, up to [`RECEIVE_BURST`], without waiting
+/// (`WouldBlock` when there are none): datagram `i` lands in `bufs`' `i`-th
+/// [`MAX_DATAGRAM`]-byte slot, its length and sender in `got[i]`.
+fn receive_burst(
+    socket: &std::net::UdpSocket,
+    headers: &mut nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+    bufs: &mut [u8],
+    got: &mut Vec<(usize, Option<std::net::SocketAddr>)>,
+) -> std::io::Result<()> {
+    use nix::sys::socket::{MsgFlags, SockaddrLike as _, recvmmsg};
+    use std::os::fd::AsRawFd as _;
+    let mut slices: Vec<[std::io::IoSliceMut<'_>; 1]> = bufs
+        .chunks_mut(MAX_DATAGRAM)
+        .map(|b| [std::io::IoSliceMut::new(b)])
+        .collect();
+    let results = recvmmsg(
+        socket.as_raw_fd(),
+        headers,
+        slices.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )
+    .map_err(std::io::Error::from)?;
+    for message in results {
+        let from = message
+            .address
+            .and_then(|a: nix::sys::socket::SockaddrStorage| match a.family() {
+                Some(nix::sys::socket::AddressFamily::Inet) => a
+                    .as_sockaddr_in()
+                    .map(|a| std::net::SocketAddr::V4((*a).into())),
+                Some(nix::sys::socket::AddressFamily::Inet6) => a
+                    .as_sockaddr_in6()
+                    .map(|a| std::net::SocketAddr::V6((*a).into())),
+                _ => None,
+            });
+        got.push((message.bytes, from));
+    }
+    Ok(())
 }

@@ -599,7 +599,7 @@ pub struct Collector {
 const MAX_NAMES: usize = 16_384;
 
 /// Slots of [`Names::recent`].
-const RECENT_NAMES: usize = 256;
+const RECENT_NAMES: usize = 512;
 
 /// Device and rule names as records carry them, each decoded once and shared by every
 /// record that names it (an exporter repeats the same few in every record).
@@ -628,16 +628,23 @@ impl Default for Names {
 
 impl Names {
     fn of(&mut self, bytes: &[u8]) -> Arc<str> {
-        let tail = match bytes.last_chunk::<8>() {
-            Some(tail) => u64::from_le_bytes(*tail),
-            None => bytes.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b)),
+        // Head and tail words: names that differ anywhere in their first or last 8 bytes
+        // land in different sets (most do: "policy/0017", "policy/0018").
+        let word = |w: Option<&[u8; 8]>| w.map_or(0, |w| u64::from_le_bytes(*w));
+        let (head, tail) = match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+            (Some(h), t) => (word(Some(h)), word(t)),
+            _ => (bytes.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b)), 0),
         };
-        let hash = (tail ^ bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let slot = (hash >> 56) as usize % RECENT_NAMES;
-        if let Some(Some(name)) = self.recent.get(slot)
-            && same_bytes(name.as_bytes(), bytes)
-        {
-            return Arc::clone(name);
+        let hash =
+            (head.rotate_left(29) ^ tail ^ bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // Two ways per set.
+        let set = (hash >> 40) as usize % (RECENT_NAMES / 2) * 2;
+        for way in set..set + 2 {
+            if let Some(Some(name)) = self.recent.get(way)
+                && same_bytes(name.as_bytes(), bytes)
+            {
+                return Arc::clone(name);
+            }
         }
         let name = match self.by_bytes.get(bytes) {
             Some(name) => Arc::clone(name),
@@ -650,10 +657,19 @@ impl Names {
                 name
             }
         };
-        if name.as_bytes() == bytes
-            && let Some(recent) = self.recent.get_mut(slot)
-        {
-            *recent = Some(Arc::clone(&name));
+        if name.as_bytes() == bytes {
+            // The empty way, else the first (whose name moves to the second).
+            let way = match self.recent.get(set) {
+                Some(None) => set,
+                _ if matches!(self.recent.get(set + 1), Some(None)) => set + 1,
+                _ => {
+                    self.recent.swap(set, set + 1);
+                    set
+                }
+            };
+            if let Some(recent) = self.recent.get_mut(way) {
+                *recent = Some(Arc::clone(&name));
+            }
         }
         name
     }
