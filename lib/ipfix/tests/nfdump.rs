@@ -231,7 +231,14 @@ fn nfcapd_stores_what_we_export() {
         .unwrap();
     assert!(status.success());
     let exit = nfcapd.0.wait().unwrap();
-    let log: Vec<String> = log.try_iter().collect();
+    // Every line it wrote: the reader thread ends at the pipe's end, which may come after
+    // the exit (lines taken only up to the exit lost the closing summary now and then).
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Ok(line) = log.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        lines.push(line);
+    }
+    let log = lines;
     assert!(exit.success(), "nfcapd exited with {exit}: {log:#?}");
 
     let output = Command::new(nfdump)
