@@ -171,100 +171,6 @@ pub enum DecodeError {
     },
 }
 
-/// What a template field means to the decoder, decided once when the template is learned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    Skip,
-    SrcAddr,
-    DstAddr,
-    Protocol,
-    SrcPort,
-    DstPort,
-    Bytes,
-    Packets,
-    RevBytes,
-    RevPackets,
-    TotalBytes,
-    TotalPackets,
-    RevTotalBytes,
-    RevTotalPackets,
-    StartMs,
-    EndMs,
-    StartSecs,
-    EndSecs,
-    StartNtp,
-    EndNtp,
-    StartUptime,
-    EndUptime,
-    StartDeltaMicros,
-    EndDeltaMicros,
-    DurationMs,
-    SystemInit,
-    FirewallEvent,
-    ForwardingStatus,
-    FlowEndReason,
-    RuleId,
-    Generation,
-    Device,
-    PalisadeEndReason,
-}
-
-impl Role {
-    /// The role of a field, or `Skip` when the element is unknown or its length unusable.
-    fn of(spec: &FieldSpec) -> Role {
-        use Role::*;
-        let role = match (spec.enterprise, spec.id) {
-            (0, iana::SOURCE_IPV4_ADDRESS | iana::SOURCE_IPV6_ADDRESS) => SrcAddr,
-            (0, iana::DESTINATION_IPV4_ADDRESS | iana::DESTINATION_IPV6_ADDRESS) => DstAddr,
-            (0, iana::PROTOCOL_IDENTIFIER) => Protocol,
-            (0, iana::SOURCE_TRANSPORT_PORT | iana::UDP_SOURCE_PORT | iana::TCP_SOURCE_PORT) => {
-                SrcPort
-            }
-            (
-                0,
-                iana::DESTINATION_TRANSPORT_PORT
-                | iana::UDP_DESTINATION_PORT
-                | iana::TCP_DESTINATION_PORT,
-            ) => DstPort,
-            (0, iana::OCTET_DELTA_COUNT | iana::INITIATOR_OCTETS) => Bytes,
-            (0, iana::PACKET_DELTA_COUNT | iana::INITIATOR_PACKETS) => Packets,
-            (0, iana::RESPONDER_OCTETS) | (REVERSE_PEN, iana::OCTET_DELTA_COUNT) => RevBytes,
-            (0, iana::RESPONDER_PACKETS) | (REVERSE_PEN, iana::PACKET_DELTA_COUNT) => RevPackets,
-            (0, iana::OCTET_TOTAL_COUNT) => TotalBytes,
-            (0, iana::PACKET_TOTAL_COUNT) => TotalPackets,
-            (REVERSE_PEN, iana::OCTET_TOTAL_COUNT) => RevTotalBytes,
-            (REVERSE_PEN, iana::PACKET_TOTAL_COUNT) => RevTotalPackets,
-            (0, iana::FLOW_START_MILLISECONDS) => StartMs,
-            (0, iana::FLOW_END_MILLISECONDS) => EndMs,
-            (0, iana::FLOW_START_SECONDS) => StartSecs,
-            (0, iana::FLOW_END_SECONDS) => EndSecs,
-            (0, iana::FLOW_START_MICROSECONDS | iana::FLOW_START_NANOSECONDS) => StartNtp,
-            (0, iana::FLOW_END_MICROSECONDS | iana::FLOW_END_NANOSECONDS) => EndNtp,
-            (0, iana::FLOW_START_SYS_UP_TIME) => StartUptime,
-            (0, iana::FLOW_END_SYS_UP_TIME) => EndUptime,
-            (0, iana::FLOW_START_DELTA_MICROSECONDS) => StartDeltaMicros,
-            (0, iana::FLOW_END_DELTA_MICROSECONDS) => EndDeltaMicros,
-            (0, iana::FLOW_DURATION_MILLISECONDS) => DurationMs,
-            (0, iana::SYSTEM_INIT_TIME_MILLISECONDS) => SystemInit,
-            (0, iana::FIREWALL_EVENT) => FirewallEvent,
-            (0, iana::FORWARDING_STATUS) => ForwardingStatus,
-            (0, iana::FLOW_END_REASON) => FlowEndReason,
-            (PALISADE_PEN, palisade::RULE_ID) => RuleId,
-            (PALISADE_PEN, palisade::GENERATION) => Generation,
-            (PALISADE_PEN, palisade::DEVICE) => Device,
-            (PALISADE_PEN, palisade::END_REASON) => PalisadeEndReason,
-            _ => Skip,
-        };
-        let usable = match role {
-            Skip | RuleId | Device => true,
-            SrcAddr | DstAddr => matches!(spec.length, 4 | 16),
-            StartNtp | EndNtp => spec.length == 8,
-            _ => (1..=8).contains(&spec.length),
-        };
-        if usable { role } else { Skip }
-    }
-}
-
 /// Where a field's value goes in a record's [`Fields`], decided once per template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
@@ -331,48 +237,69 @@ impl TimeUnit {
     }
 }
 
-impl Role {
-    /// What reading a field of this role does, and the time unit of time roles.
-    fn action(self) -> (Action, Option<TimeUnit>) {
-        use Action::Unsigned as U;
-        let time = |slot, unit| (U(slot), Some(unit));
-        let action = match self {
-            Role::Skip => Action::Skip,
-            Role::SrcAddr => Action::Src,
-            Role::DstAddr => Action::Dst,
-            Role::Protocol => U(Slot::Protocol),
-            Role::SrcPort => U(Slot::SrcPort),
-            Role::DstPort => U(Slot::DstPort),
-            Role::Bytes => U(Slot::Bytes),
-            Role::Packets => U(Slot::Packets),
-            Role::RevBytes => U(Slot::RevBytes),
-            Role::RevPackets => U(Slot::RevPackets),
-            Role::TotalBytes => U(Slot::TotalBytes),
-            Role::TotalPackets => U(Slot::TotalPackets),
-            Role::RevTotalBytes => U(Slot::RevTotalBytes),
-            Role::RevTotalPackets => U(Slot::RevTotalPackets),
-            Role::StartMs => return time(Slot::Start, TimeUnit::Millis),
-            Role::EndMs => return time(Slot::End, TimeUnit::Millis),
-            Role::StartSecs => return time(Slot::Start, TimeUnit::Secs),
-            Role::EndSecs => return time(Slot::End, TimeUnit::Secs),
-            Role::StartNtp => return time(Slot::Start, TimeUnit::Ntp),
-            Role::EndNtp => return time(Slot::End, TimeUnit::Ntp),
-            Role::StartDeltaMicros => return time(Slot::Start, TimeUnit::DeltaMicros),
-            Role::EndDeltaMicros => return time(Slot::End, TimeUnit::DeltaMicros),
-            Role::StartUptime => U(Slot::StartUptime),
-            Role::EndUptime => U(Slot::EndUptime),
-            Role::DurationMs => U(Slot::DurationMs),
-            Role::SystemInit => U(Slot::SystemInit),
-            Role::FirewallEvent => U(Slot::FirewallEvent),
-            Role::ForwardingStatus => Action::ForwardingStatus,
-            Role::FlowEndReason => U(Slot::FlowEndReason),
-            Role::RuleId => Action::Rule,
-            Role::Generation => U(Slot::Generation),
-            Role::Device => Action::Device,
-            Role::PalisadeEndReason => U(Slot::PalisadeEndReason),
-        };
-        (action, None)
-    }
+/// What reading a field does, and the time unit of a time field; [`Action::Skip`] when the
+/// element is unknown or its length unusable. Decided once when the template is learned.
+fn field_action(spec: &FieldSpec) -> (Action, Option<TimeUnit>) {
+    use Action::{Device, Dst, ForwardingStatus, Rule, Skip, Src, Unsigned as U};
+    let plain = |slot| (U(slot), None);
+    let time = |slot, unit| (U(slot), Some(unit));
+    let (action, unit) = match (spec.enterprise, spec.id) {
+        (0, iana::SOURCE_IPV4_ADDRESS | iana::SOURCE_IPV6_ADDRESS) => (Src, None),
+        (0, iana::DESTINATION_IPV4_ADDRESS | iana::DESTINATION_IPV6_ADDRESS) => (Dst, None),
+        (0, iana::PROTOCOL_IDENTIFIER) => plain(Slot::Protocol),
+        (0, iana::SOURCE_TRANSPORT_PORT | iana::UDP_SOURCE_PORT | iana::TCP_SOURCE_PORT) => {
+            plain(Slot::SrcPort)
+        }
+        (
+            0,
+            iana::DESTINATION_TRANSPORT_PORT
+            | iana::UDP_DESTINATION_PORT
+            | iana::TCP_DESTINATION_PORT,
+        ) => plain(Slot::DstPort),
+        (0, iana::OCTET_DELTA_COUNT | iana::INITIATOR_OCTETS) => plain(Slot::Bytes),
+        (0, iana::PACKET_DELTA_COUNT | iana::INITIATOR_PACKETS) => plain(Slot::Packets),
+        (0, iana::RESPONDER_OCTETS) | (REVERSE_PEN, iana::OCTET_DELTA_COUNT) => {
+            plain(Slot::RevBytes)
+        }
+        (0, iana::RESPONDER_PACKETS) | (REVERSE_PEN, iana::PACKET_DELTA_COUNT) => {
+            plain(Slot::RevPackets)
+        }
+        (0, iana::OCTET_TOTAL_COUNT) => plain(Slot::TotalBytes),
+        (0, iana::PACKET_TOTAL_COUNT) => plain(Slot::TotalPackets),
+        (REVERSE_PEN, iana::OCTET_TOTAL_COUNT) => plain(Slot::RevTotalBytes),
+        (REVERSE_PEN, iana::PACKET_TOTAL_COUNT) => plain(Slot::RevTotalPackets),
+        (0, iana::FLOW_START_MILLISECONDS) => time(Slot::Start, TimeUnit::Millis),
+        (0, iana::FLOW_END_MILLISECONDS) => time(Slot::End, TimeUnit::Millis),
+        (0, iana::FLOW_START_SECONDS) => time(Slot::Start, TimeUnit::Secs),
+        (0, iana::FLOW_END_SECONDS) => time(Slot::End, TimeUnit::Secs),
+        (0, iana::FLOW_START_MICROSECONDS | iana::FLOW_START_NANOSECONDS) => {
+            time(Slot::Start, TimeUnit::Ntp)
+        }
+        (0, iana::FLOW_END_MICROSECONDS | iana::FLOW_END_NANOSECONDS) => {
+            time(Slot::End, TimeUnit::Ntp)
+        }
+        (0, iana::FLOW_START_DELTA_MICROSECONDS) => time(Slot::Start, TimeUnit::DeltaMicros),
+        (0, iana::FLOW_END_DELTA_MICROSECONDS) => time(Slot::End, TimeUnit::DeltaMicros),
+        (0, iana::FLOW_START_SYS_UP_TIME) => plain(Slot::StartUptime),
+        (0, iana::FLOW_END_SYS_UP_TIME) => plain(Slot::EndUptime),
+        (0, iana::FLOW_DURATION_MILLISECONDS) => plain(Slot::DurationMs),
+        (0, iana::SYSTEM_INIT_TIME_MILLISECONDS) => plain(Slot::SystemInit),
+        (0, iana::FIREWALL_EVENT) => plain(Slot::FirewallEvent),
+        (0, iana::FORWARDING_STATUS) => (ForwardingStatus, None),
+        (0, iana::FLOW_END_REASON) => plain(Slot::FlowEndReason),
+        (PALISADE_PEN, palisade::RULE_ID) => (Rule, None),
+        (PALISADE_PEN, palisade::GENERATION) => plain(Slot::Generation),
+        (PALISADE_PEN, palisade::DEVICE) => (Device, None),
+        (PALISADE_PEN, palisade::END_REASON) => plain(Slot::PalisadeEndReason),
+        _ => (Skip, None),
+    };
+    let usable = match (action, unit) {
+        (Skip | Rule | Device, _) => true,
+        (Src | Dst, _) => matches!(spec.length, 4 | 16),
+        (_, Some(TimeUnit::Ntp)) => spec.length == 8,
+        _ => (1..=8).contains(&spec.length),
+    };
+    if usable { (action, unit) } else { (Skip, None) }
 }
 
 /// A field at a constant offset from the start of its record.
@@ -513,7 +440,7 @@ impl Template {
         const RULE: u64 = SRC << 3;
         let mut taken = 0u64;
         for spec in fields {
-            let (mut action, unit) = Role::of(spec).action();
+            let (mut action, unit) = field_action(spec);
             let bit = match action {
                 Action::Skip | Action::ForwardingStatus => 0,
                 Action::Src => SRC,
@@ -1298,7 +1225,7 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// Reads a field's bytes; [`Role::of`] guaranteed their length suits the action.
+    /// Reads a field's bytes; [`field_action`] guaranteed their length suits the action.
     fn read(&mut self, action: Action, bytes: &'a [u8]) {
         match action {
             Action::Skip => {}
