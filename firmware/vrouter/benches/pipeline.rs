@@ -11,6 +11,14 @@
 //! new connection) and the compiled classifier alone (rows, memory, build time,
 //! first-packet judgements per second).
 //!
+//! Then the same pipeline over `net_af_packet` ports on the two ends of a veth pair (frames
+//! forwarded end to end, as testpmd's paired topology does), against testpmd io-forwarding
+//! over `net_af_packet` ports on a second veth pair (so that neither side's sockets see the
+//! other's frames), 32 frames started on each port by both: there the kernel's AF_PACKET
+//! I/O is the "do nothing" limit. Needs root for the veth pairs; says so and goes on
+//! without when it cannot make them. Our side runs on lcore 1, the lcore testpmd forwards
+//! on (lcore 0 also takes the machine's interrupts: 20-25% slower here).
+//!
 //! Run: `cargo bench -p vrouter --features dpdk --bench pipeline` (`-- --quick`: smaller).
 //! Results: a table on stdout and JSON lines in `target/bench/pipeline.jsonl`.
 
@@ -27,7 +35,7 @@ use palisade_wire::{PacketBuilder, tcp};
 
 #[path = "../../dpdk/benches/support/peer.rs"]
 mod peer;
-use peer::{cpu, median, testpmd, testpmd_mode, testpmd_version};
+use peer::{cpu, median, testpmd, testpmd_mode, testpmd_on, testpmd_version};
 
 const BURST: usize = 32;
 const CIRCULATING: usize = 512;
@@ -187,6 +195,166 @@ fn run(
     packets as f64 / start.elapsed().as_secs_f64()
 }
 
+/// One burst from `rx` through the pipeline, the forwarded frames out of `tx`: how many.
+fn step(
+    rx: &mut Port,
+    tx: &mut Port,
+    pipeline: &mut Pipeline,
+    burst: &mut Vec<Mbuf>,
+    started: Instant,
+    fresh: &mut u16,
+) -> u64 {
+    if rx.rx_burst(0, burst) == 0 {
+        return 0;
+    }
+    for m in burst.iter_mut().step_by(10) {
+        *fresh = fresh.wrapping_add(1).max(1024);
+        m.data_mut()[SPORT..SPORT + 2].copy_from_slice(&fresh.to_be_bytes());
+    }
+    let mut outcomes = Vec::with_capacity(BURST);
+    pipeline.process(
+        burst,
+        started.elapsed().as_nanos() as u64,
+        &mut outcomes,
+        &mut NullSink,
+    );
+    let mut forward = outcomes
+        .iter()
+        .map(|o| o.disposition == Disposition::Forward);
+    burst.retain(|_| forward.next().unwrap_or(false));
+    let n = burst.len() as u64;
+    tx.tx_burst(0, burst);
+    burst.clear();
+    n
+}
+
+/// Frames between the two ends of a veth pair, each end a net_af_packet port: what one
+/// end receives goes out of the other (testpmd's paired topology): packets/s forwarded.
+fn run_pair(
+    [a, b]: [&mut Port; 2],
+    pipeline: &mut Pipeline,
+    burst: &mut Vec<Mbuf>,
+    duration: Duration,
+    fresh: &mut u16,
+) -> f64 {
+    let start = Instant::now();
+    let mut packets = 0u64;
+    while start.elapsed() < duration {
+        for _ in 0..64 {
+            packets += step(a, b, pipeline, burst, start, fresh);
+            packets += step(b, a, pipeline, burst, start, fresh);
+        }
+    }
+    packets as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A veth pair, up, deleted when dropped.
+struct Veth([String; 2]);
+
+impl Veth {
+    fn create(a: &str, b: &str) -> Result<Veth, String> {
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        let _ = ip(&["link", "del", a]);
+        ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
+        let veth = Veth([a.to_owned(), b.to_owned()]);
+        for end in [a, b] {
+            // No IPv6 router solicitations or DAD among the measured frames.
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{end}/disable_ipv6"), "1");
+            ip(&["link", "set", end, "up"])?;
+        }
+        Ok(veth)
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0[0]])
+            .output();
+    }
+}
+
+/// The same pipeline and traffic over net_af_packet ports on a veth pair, against testpmd
+/// io-forwarding over net_af_packet ports on another veth pair (so that neither side's
+/// sockets see the other's frames), 32 frames started on each port by both: rounds of
+/// (ours, testpmd) in packets/s.
+fn af_packet_rounds(
+    eal: &Eal,
+    pool: &Mempool,
+    pipeline: &mut Pipeline,
+    frames: &[Vec<u8>],
+    rounds: usize,
+    seconds: u64,
+    fresh: &mut u16,
+) -> Result<(Vec<f64>, Vec<f64>), String> {
+    let id = std::process::id() % 10_000;
+    let ours = Veth::create(&format!("pbo{id}a"), &format!("pbo{id}b"))?;
+    let theirs = Veth::create(&format!("pbt{id}a"), &format!("pbt{id}b"))?;
+    let mut ports = Vec::new();
+    for (end, instance) in ours.0.iter().zip(["pa", "pb"]) {
+        let vdev = Vdev::AfPacket {
+            iface: end,
+            queue_pairs: 1,
+        };
+        let id = vdev.create(eal, instance).map_err(|e| e.to_string())?;
+        let mut port = Port::configure(id, &PortConfig::new(*pool)).map_err(|e| e.to_string())?;
+        port.start().map_err(|e| e.to_string())?;
+        ports.push(port);
+    }
+    let [mut a, mut b]: [Port; 2] = ports.try_into().map_err(|_| "two ports".to_owned())?;
+    let mut burst: Vec<Mbuf> = Vec::with_capacity(BURST);
+    for (port, frames) in [&mut a, &mut b].into_iter().zip(frames.chunks(BURST)) {
+        for f in frames {
+            let mut m = pool.alloc().ok_or("no mbuf")?;
+            m.append(f).map_err(|e| e.to_string())?;
+            burst.push(m);
+        }
+        port.tx_burst(0, &mut burst);
+        burst.clear();
+    }
+    run_pair(
+        [&mut a, &mut b],
+        pipeline,
+        &mut burst,
+        Duration::from_millis(300),
+        fresh,
+    );
+    let vdevs: Vec<String> = theirs
+        .0
+        .iter()
+        .enumerate()
+        .map(|(k, end)| format!("net_af_packet{k},iface={end}"))
+        .collect();
+    let vdevs: Vec<&str> = vdevs.iter().map(String::as_str).collect();
+    let (mut us, mut them) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        us.push(run_pair(
+            [&mut a, &mut b],
+            pipeline,
+            &mut burst,
+            Duration::from_secs(seconds),
+            fresh,
+        ));
+        them.push(testpmd_on("io", &vdevs, "paired", seconds)?);
+        eprintln!("af_packet round {}/{rounds} done", round + 1);
+    }
+    Ok((us, them))
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (rounds, seconds, sessions, rules) = if quick {
@@ -299,7 +467,7 @@ fn main() {
         "every setup frame opened a session"
     );
 
-    let eal = Eal::init(Eal::SOFTWARE_ONLY.iter().chain(&["-l", "0"])).expect("EAL");
+    let eal = Eal::init(Eal::SOFTWARE_ONLY.iter().chain(&["-l", "1"])).expect("EAL");
     let pool = Mempool::create(
         eal,
         "bench",
@@ -323,6 +491,8 @@ fn main() {
         assert_eq!(port.tx_burst(0, &mut burst), frames.len());
         burst.clear();
     }
+    // Frames of other established sessions for the net_af_packet variant.
+    let pair_frames = setup_frames[CIRCULATING..CIRCULATING + 2 * BURST].to_vec();
     drop(setup_frames);
 
     let mut fresh = 1024u16;
@@ -379,6 +549,38 @@ fn main() {
             );
         }
     }
+    // The same over net_af_packet (root: veth pairs); the kernel's AF_PACKET I/O is then the
+    // "do nothing" limit.
+    let pair = af_packet_rounds(
+        eal,
+        &pool,
+        &mut pipeline,
+        &pair_frames,
+        rounds,
+        seconds,
+        &mut fresh,
+    );
+    let pair = match pair {
+        Ok((us, them)) => {
+            let (us, them) = (median(us), median(them));
+            println!(
+                "\nnet_af_packet on a veth pair (both ends ports, frames forwarded end to end, 32 \
+                 started on each; testpmd on its own pair):"
+            );
+            println!("{:<34} {:>10.3}", "palisade pipeline", us / 1e6);
+            println!(
+                "{:<34} {:>10.3}",
+                "dpdk-testpmd --forward-mode=io",
+                them / 1e6
+            );
+            println!("ratio pipeline / testpmd: {:.3}", us / them);
+            Some((us, them))
+        }
+        Err(e) => {
+            println!("net_af_packet: not measured: {e}");
+            None
+        }
+    };
     println!(
         "flow setups: {:.0}/s; sessions created {}, evicted {}",
         setups, c.created, c.evicted
@@ -393,9 +595,11 @@ fn main() {
         .unwrap();
     writeln!(
         f,
-        "{{\"bench\":\"pipeline\",\"rules\":{rules},\"sessions\":{sessions},\"pps\":{ours:.0},\"testpmd_pps\":{},\"ratio\":{},\"flow_setups_per_s\":{setups:.0},\"rounds\":{rounds},\"cpu\":\"{}\"}}",
+        "{{\"bench\":\"pipeline\",\"rules\":{rules},\"sessions\":{sessions},\"pps\":{ours:.0},\"testpmd_pps\":{},\"ratio\":{},\"af_packet_pps\":{},\"af_packet_testpmd_pps\":{},\"flow_setups_per_s\":{setups:.0},\"rounds\":{rounds},\"cpu\":\"{}\"}}",
         peer.map_or("null".into(), |p| format!("{p:.0}")),
         peer.map_or("null".into(), |p| format!("{:.4}", ours / p)),
+        pair.map_or("null".into(), |(us, _)| format!("{us:.0}")),
+        pair.map_or("null".into(), |(_, them)| format!("{them:.0}")),
         cpu()
     )
     .unwrap();

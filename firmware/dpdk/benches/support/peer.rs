@@ -1,5 +1,5 @@
 //! Shared by the DPDK benchmarks: the `dpdk-testpmd` io-forward peer on one `net_ring`
-//! port, and the machine description printed with results.
+//! port (or on other vdevs), and the machine description printed with results.
 
 #![allow(dead_code)] // each benchmark uses its own subset
 
@@ -15,12 +15,23 @@ pub fn testpmd(seconds: u64) -> Result<f64, String> {
 /// `dpdk-testpmd` in forwarding mode `mode` (io, macswap, csum, ...) on one net_ring port
 /// for `seconds`: its median Rx-pps.
 pub fn testpmd_mode(mode: &str, seconds: u64) -> Result<f64, String> {
+    testpmd_on(mode, &["net_ring0"], "loop", seconds)
+}
+
+/// `dpdk-testpmd` in forwarding mode `mode` on the vdevs given (`--vdev` values) with that
+/// `--port-topology`, started with a burst on every port (`--tx-first`), for `seconds`: the
+/// median over its one-second periods of the Rx-pps summed over the ports (the first
+/// period, which starts empty, left out).
+pub fn testpmd_on(mode: &str, vdevs: &[&str], topology: &str, seconds: u64) -> Result<f64, String> {
     let out = Command::new("timeout")
         .args(["-s", "INT", &(seconds + 2).to_string(), "dpdk-testpmd"])
         .args(Eal::SOFTWARE_ONLY)
-        .args(["-l", "0,1", "--vdev=net_ring0", "--"])
+        .args(["-l", "0,1"])
+        .args(vdevs.iter().map(|v| format!("--vdev={v}")))
+        .arg("--")
         .arg(format!("--forward-mode={mode}"))
-        .args(["--port-topology=loop", "--tx-first"])
+        .arg(format!("--port-topology={topology}"))
+        .arg("--tx-first")
         .args([
             "--nb-cores=1",
             "--total-num-mbufs=16384",
@@ -29,10 +40,14 @@ pub fn testpmd_mode(mode: &str, seconds: u64) -> Result<f64, String> {
         .output()
         .map_err(|e| format!("cannot run dpdk-testpmd: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut samples: Vec<f64> = stdout
+    let per_port: Vec<f64> = stdout
         .lines()
         .filter_map(|l| l.trim().strip_prefix("Rx-pps:"))
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    let mut samples: Vec<f64> = per_port
+        .chunks_exact(vdevs.len().max(1))
+        .map(|period| period.iter().sum())
         .collect();
     if samples.len() < 2 {
         return Err(format!(
