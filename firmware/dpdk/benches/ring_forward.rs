@@ -1,7 +1,8 @@
 //! `ring_forward` benchmark (see shared/design/BENCHMARKS.md): the cost of this crate's
 //! burst path. One net_ring port, one core, io forwarding (rx burst -> tx burst on the same
 //! queue, packets untouched) with 32 packets circulating, against DPDK's own `dpdk-testpmd
-//! --forward-mode=io` on the same vdev in the same run (interleaved, median of 5).
+//! --forward-mode=io` on the same vdev in the same run (interleaved, median of 5). Both
+//! forward on lcore 1.
 //!
 //! net_ring moves pointers through an in-memory ring, so this measures the per-burst
 //! overhead of the two programs (the shim calls, the `Vec<Mbuf>` handling), not a NIC.
@@ -48,7 +49,7 @@ fn main() {
     let (rounds, seconds) = if quick { (3, 1) } else { (5, 2) };
 
     // Lcore 0 (this thread, pinned to CPU 0) forwards; testpmd forwards on its lcore 1.
-    let eal = Eal::init(Eal::SOFTWARE_ONLY.iter().chain(&["-l", "0"])).expect("EAL");
+    let eal = Eal::init(Eal::SOFTWARE_ONLY.iter().chain(&["-l", "1"])).expect("EAL");
     let pool = Mempool::create(eal, "bench", &MempoolConfig::default()).expect("pool");
     let id = Vdev::Ring.create(eal, "bench").expect("net_ring vdev");
     let mut port = Port::configure(id, &PortConfig::new(pool)).expect("configure");

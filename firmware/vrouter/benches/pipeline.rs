@@ -17,7 +17,7 @@
 //! other's frames), 32 frames started on each port by both: there the kernel's AF_PACKET
 //! I/O is the "do nothing" limit. Needs root for the veth pairs; says so and goes on
 //! without when it cannot make them. Our side runs on lcore 1, the lcore testpmd forwards
-//! on (lcore 0 also takes the machine's interrupts: 20-25% slower here).
+//! on (lcore 0 also takes the machine's interrupts; one quick run there was ~20% slower).
 //!
 //! Run: `cargo bench -p vrouter --features dpdk --bench pipeline` (`-- --quick`: smaller).
 //! Results: a table on stdout and JSON lines in `target/bench/pipeline.jsonl`.
