@@ -240,34 +240,49 @@ struct Ids {
 
 /// Encodes rows as one block, compact when they all fit; (earliest end_ms, bytes).
 pub(crate) fn encode_rows(rows: &[Source<'_>]) -> (i64, Vec<u8>) {
+    encode_rows_into(rows, Vec::new(), &mut Scratch::default())
+}
+
+/// What encoding a block needs besides its rows and its bytes, kept from block to block
+/// (fresh buffers of this size cost the kernel's page zeroing on every block).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    ids: Vec<Ids>,
+}
+
+/// [`encode_rows`] into `out` (a buffer to reuse: its contents are replaced) with `scratch`.
+pub(crate) fn encode_rows_into(
+    rows: &[Source<'_>],
+    mut out: Vec<u8>,
+    scratch: &mut Scratch,
+) -> (i64, Vec<u8>) {
     let mut strings = Strings::default();
     let mut tag_sets = TagSets::default();
     let (mut min, mut max) = (i64::MAX, i64::MIN);
     let mut fits = true;
-    let ids: Vec<Ids> = rows
-        .iter()
-        .map(|f| {
-            let r = f.record;
-            min = min.min(r.end_ms);
-            max = max.max(r.end_ms);
-            fits &= r.src.is_ipv4()
-                && r.dst.is_ipv4()
-                && r.end_ms
-                    .checked_sub(r.start_ms)
-                    .is_some_and(|d| u32::try_from(d).is_ok())
-                && [r.packets, r.bytes, r.rev_packets, r.rev_bytes, r.generation]
-                    .iter()
-                    .all(|&n| u32::try_from(n).is_ok());
-            Ids {
-                device: strings.shared(&r.device),
-                rule: strings.shared(&r.rule),
-                src_endpoint: strings.shared(f.src_endpoint),
-                dst_endpoint: strings.shared(f.dst_endpoint),
-                src_tags: tag_sets.id(f.src_tags),
-                dst_tags: tag_sets.id(f.dst_tags),
-            }
-        })
-        .collect();
+    let ids = &mut scratch.ids;
+    ids.clear();
+    ids.extend(rows.iter().map(|f| {
+        let r = f.record;
+        min = min.min(r.end_ms);
+        max = max.max(r.end_ms);
+        fits &= r.src.is_ipv4()
+            && r.dst.is_ipv4()
+            && r.end_ms
+                .checked_sub(r.start_ms)
+                .is_some_and(|d| u32::try_from(d).is_ok())
+            && [r.packets, r.bytes, r.rev_packets, r.rev_bytes, r.generation]
+                .iter()
+                .all(|&n| u32::try_from(n).is_ok());
+        Ids {
+            device: strings.shared(&r.device),
+            rule: strings.shared(&r.rule),
+            src_endpoint: strings.shared(f.src_endpoint),
+            dst_endpoint: strings.shared(f.dst_endpoint),
+            src_tags: tag_sets.id(f.src_tags),
+            dst_tags: tag_sets.id(f.dst_tags),
+        }
+    }));
     if rows.is_empty() {
         (min, max) = (0, 0);
     }
@@ -281,7 +296,8 @@ pub(crate) fn encode_rows(rows: &[Source<'_>]) -> (i64, Vec<u8>) {
         Layout::Wide
     };
     let width = layout.row();
-    let mut out = vec![0; HEADER + rows.len() * width];
+    out.clear();
+    out.resize(HEADER + rows.len() * width, 0);
     out[0] = match layout {
         Layout::Wide => VERSION,
         Layout::Compact => COMPACT,
@@ -290,7 +306,7 @@ pub(crate) fn encode_rows(rows: &[Source<'_>]) -> (i64, Vec<u8>) {
     put(&mut out, 5, &min.to_le_bytes());
     put(&mut out, 13, &max.to_le_bytes());
     let body = out[HEADER..].chunks_exact_mut(width);
-    for ((f, ids), row) in rows.iter().zip(&ids).zip(body) {
+    for ((f, ids), row) in rows.iter().zip(ids.iter()).zip(body) {
         let r = f.record;
         match layout {
             Layout::Wide => {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::block::{BLOCK_FLOWS, Block, Bytes, Header, Source, encode, encode_rows};
+use crate::block::{BLOCK_FLOWS, Block, Bytes, Header, Scratch, Source, encode, encode_rows_into};
 use crate::query::{Aggregator, Query, Row};
 use crate::scan::Partial;
 use crate::{BoxFuture, Enricher, Flow, FlowRecord, FlowStore, StoreError};
@@ -26,7 +26,12 @@ const MAX_THREADS: usize = 8;
 pub struct EmbeddedStore {
     db: Arc<Database>,
     next: Arc<AtomicU64>,
+    /// Block buffers of committed appends, for the next ones to encode into.
+    spare: Arc<Mutex<Vec<Vec<u8>>>>,
 }
+
+/// Most block buffers kept for reuse (two appends' worth of 131k records).
+const SPARE_BUFFERS: usize = 32;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -57,6 +62,7 @@ impl EmbeddedStore {
         Ok(Self {
             db: Arc::new(db),
             next: Arc::new(AtomicU64::new(next)),
+            spare: Arc::default(),
         })
     }
 
@@ -76,30 +82,39 @@ impl EmbeddedStore {
     ) -> Result<(), StoreError> {
         let blocks = {
             let enricher = enricher.read().unwrap_or_else(|e| e.into_inner());
+            let mut sources: Vec<Source<'_>> = Vec::with_capacity(BLOCK_FLOWS);
+            let mut scratch = Scratch::default();
             records
                 .chunks(BLOCK_FLOWS)
                 .map(|chunk| {
-                    let sources: Vec<Source<'_>> = chunk
-                        .iter()
-                        .map(|record| {
-                            let (src, dst) = enricher.ends(record);
-                            Source {
-                                record,
-                                src_endpoint: &src.endpoint,
-                                dst_endpoint: &dst.endpoint,
-                                src_tags: &src.tags,
-                                dst_tags: &dst.tags,
-                            }
-                        })
-                        .collect();
-                    encode_rows(&sources)
+                    sources.clear();
+                    sources.extend(chunk.iter().map(|record| {
+                        let (src, dst) = enricher.ends(record);
+                        Source {
+                            record,
+                            src_endpoint: &src.endpoint,
+                            dst_endpoint: &dst.endpoint,
+                            src_tags: &src.tags,
+                            dst_tags: &dst.tags,
+                        }
+                    }));
+                    encode_rows_into(&sources, self.spare_buffer(), &mut scratch)
                 })
                 .collect()
         };
         self.commit_blocks(blocks)
     }
 
-    /// Stores encoded blocks in one transaction.
+    /// A buffer to encode a block into: a committed block's, or a new one.
+    fn spare_buffer(&self) -> Vec<u8> {
+        self.spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Stores encoded blocks in one transaction; their buffers are kept for reuse.
     fn commit_blocks(&self, blocks: Vec<(i64, Vec<u8>)>) -> Result<(), StoreError> {
         if blocks.is_empty() {
             return Ok(());
@@ -114,7 +129,15 @@ impl EmbeddedStore {
                     .map_err(backend)?;
             }
         }
-        tx.commit().map_err(backend)
+        tx.commit().map_err(backend)?;
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, bytes) in blocks {
+            if spare.len() >= SPARE_BUFFERS {
+                break;
+            }
+            spare.push(bytes);
+        }
+        Ok(())
     }
 
     /// Calls `visit` with each block overlapping the window (the raw value; the visitor

@@ -170,11 +170,54 @@ mod one_pass {
         e
     }
 
+    /// Every block of a later append is encoded into the buffer of a committed one, whatever
+    /// their sizes: longer and shorter blocks, other names, must read back as written.
+    #[test]
+    fn reused_block_buffers_hold_only_their_new_block() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("reuse.redb")).unwrap();
+        let enricher = Arc::new(RwLock::new(enricher(0, 7)));
+        let mut all = Vec::new();
+        let mut next = 0u64;
+        for (round, n) in [(0, 20_000), (1, 9_000), (2, 17_000), (3, 100), (4, 8_500)] {
+            let records: Vec<_> = (0..n)
+                .map(|_| {
+                    let mut r = flow(next, 1_000 + next as i64).record;
+                    r.device = format!("round-{round}-dpu-{}", next % 3).into();
+                    next += 1;
+                    r
+                })
+                .collect();
+            all.extend(records.clone());
+            let (stored, _) = rt
+                .block_on(store.append_records(records, Arc::clone(&enricher)))
+                .unwrap();
+            assert_eq!(stored, n);
+        }
+        let everything = Query {
+            from_ms: 0,
+            to_ms: i64::MAX,
+            ..Query::default()
+        };
+        let got = rt.block_on(store.flows(&everything, 0)).unwrap();
+        let got: Vec<_> = got.into_iter().map(|f| f.record).collect();
+        assert_eq!(got.len(), all.len());
+        assert!(
+            got == all,
+            "the records read back differ from those appended"
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         #[test]
         fn one_pass_stores_what_enrich_then_append_stores(
             n in 0usize..20_000,
+            split in 0.0f64..1.0,
             switch_ms in 0i64..25_000,
             known in 0usize..8,
         ) {
@@ -188,11 +231,16 @@ mod one_pass {
             let enricher = enricher(switch_ms, known);
             let flows: Vec<Flow> = records.iter().cloned().map(|r| enricher.enrich(r)).collect();
             let all = Query { from_ms: 0, to_ms: i64::MAX, ..Query::default() };
+            // In two appends: the second encodes into the first one's block buffers.
+            let mut first = records;
+            let second = first.split_off((n as f64 * split) as usize);
+            let enricher = Arc::new(RwLock::new(enricher));
             let (got, want) = rt.block_on(async {
-                let (stored, _buffer) = a
-                    .append_records(records, Arc::new(RwLock::new(enricher)))
-                    .await
-                    .unwrap();
+                let mut stored = 0;
+                for part in [first, second] {
+                    let (k, _buffer) = a.append_records(part, Arc::clone(&enricher)).await.unwrap();
+                    stored += k;
+                }
                 assert_eq!(stored, n);
                 b.append(flows).await.unwrap();
                 (a.flows(&all, 0).await.unwrap(), b.flows(&all, 0).await.unwrap())
