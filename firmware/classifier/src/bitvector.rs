@@ -10,12 +10,16 @@
 //! corresponding part of the prefix). A lookup is a few table loads, no hashing and no
 //! data-dependent branch until the AND, which stops at the first non-zero chunk.
 //!
-//! Bitmaps are cut in chunks of 512 rules (a cache line), and each has a summary word (bit
-//! `c` set when chunk `c` is not all zero), so the AND first combines the summaries and then
-//! only visits chunks that every field has bits in. Identical bitmaps are stored once.
+//! Bitmaps are stored in chunks of 512 rules (a cache line), and each has a summary word
+//! (bit `w` set when its word `w`, rules `64w..64w+63`, is not all zero), so the AND first
+//! combines the summaries and then only visits the words that every field has bits in, in
+//! rule order: a word of each field at a time until a flagged word has no common bit, then
+//! a whole chunk at a time (acl-like lists of specific rules match in the first flagged
+//! word; firewall-like lists of wide rules flag many words in vain, where one straight-line
+//! AND per chunk beats a branch per word). Identical bitmaps are stored once.
 //!
 //! The base is static: a delete clears the rule's bit in every tag-and-protocol bitmap (the
-//! summaries may stay set, which only costs a look at a chunk), and inserts go to the
+//! summaries may stay set, which only costs a look at a word), and inserts go to the
 //! engine's tuple-space tables. Memory is (classes) × (rules / 8) bytes, so the engine only
 //! builds a base for lists of up to [`MAX_RULES`] rules.
 
@@ -26,6 +30,9 @@ use crate::engine::{ANY_LOCAL, Addr, Key, Rule};
 /// The largest rule list that gets a bit-vector base. At ClassBench's 10k rules the AND
 /// visits enough chunks that the tuple space is as fast (acl1, ipc1) or faster (fw1).
 pub(crate) const MAX_RULES: usize = 4 * 1024;
+
+// A summary word has a bit per 64-rule word.
+const _: () = assert!(MAX_RULES <= 64 * 64);
 
 /// The largest address, in bytes, for which a base is built: a byte is a field, and the
 /// AND over 32 address bytes of IPv6 costs more than the tuple space saves.
@@ -107,7 +114,7 @@ struct Chunk([u64; CHUNK]);
 struct Interner {
     /// Chunks per bitmap.
     chunks: usize,
-    /// Per bitmap: bit `c` set when chunk `c` is not all zero.
+    /// Per bitmap: bit `w` set when word `w` is not all zero.
     summaries: Vec<u64>,
     store: Vec<Chunk>,
     seen: HashMap<Vec<Chunk>, u32>,
@@ -135,9 +142,10 @@ impl Interner {
         let id = self.summaries.len() as u32;
         let summary = bitmap
             .iter()
+            .flat_map(|c| c.0)
             .enumerate()
-            .filter(|(_, c)| c.0 != [0; CHUNK])
-            .fold(0u64, |s, (c, _)| s | 1 << c);
+            .filter(|&(_, w)| w != 0)
+            .fold(0u64, |s, (w, _)| s | 1 << w);
         self.summaries.push(summary);
         self.store.extend_from_slice(bitmap);
         self.seen.insert(bitmap.to_vec(), id);
@@ -154,7 +162,7 @@ fn set(bitmap: &mut [Chunk], rule: usize) {
 pub(crate) struct BitVectors<A: Addr> {
     /// Chunks per bitmap.
     chunks: usize,
-    /// Per bitmap: which of its chunks are not all zero (at most 8 chunks: see
+    /// Per bitmap: which of its words are not all zero (at most 64 words: see
     /// [`MAX_RULES`]).
     summaries: Vec<u64>,
     /// Every bitmap, concatenated: bitmap `b` is `chunks` chunks from `b * chunks`.
@@ -342,10 +350,29 @@ impl<A: Addr> BitVectors<A> {
         let mut summary = fields
             .iter()
             .fold(!0u64, |acc, &b| acc & self.summaries[b as usize]);
-        summary &= !0 << (first / 512);
+        summary &= u64::MAX.checked_shl((first / 64) as u32).unwrap_or(0);
+        // Word by word while the flagged words hold common bits (lists of specific rules:
+        // the first flagged word usually matches); after a flagged word without any, a
+        // chunk at a time (lists of wide rules flag many words whose fields' bits belong to
+        // different rules: one straight-line AND of a chunk beats a branch per word).
         while summary != 0 {
-            let c = summary.trailing_zeros() as usize;
+            let w = summary.trailing_zeros() as usize;
             summary &= summary - 1;
+            let (c, j) = (w / CHUNK, w % CHUNK);
+            let hits = fields.iter().fold(!0u64, |acc, &b| {
+                acc & self.store[b as usize * self.chunks + c].0[j]
+            });
+            if hits == 0 {
+                break;
+            }
+            if let Some(rank) = self.first_hit(w, hits, first, k, locals) {
+                return Some(rank);
+            }
+        }
+        while summary != 0 {
+            let c = summary.trailing_zeros() as usize / CHUNK;
+            let flagged = summary >> (c * CHUNK) & 0xff;
+            summary &= !(0xffu64 << (c * CHUNK));
             let mut and = [!0u64; CHUNK];
             for &b in fields {
                 let chunk = &self.store[b as usize * self.chunks + c].0;
@@ -353,26 +380,42 @@ impl<A: Addr> BitVectors<A> {
                     *a &= w;
                 }
             }
-            if first > c * 512 {
-                for (j, a) in and.iter_mut().enumerate() {
-                    let below = (first - c * 512).saturating_sub(j * 64).min(64);
-                    *a &= u64::MAX.checked_shl(below as u32).unwrap_or(0);
+            for (j, &hits) in and.iter().enumerate() {
+                if flagged >> j & 1 != 0
+                    && hits != 0
+                    && let Some(rank) = self.first_hit(c * CHUNK + j, hits, first, k, locals)
+                {
+                    return Some(rank);
                 }
             }
-            for (j, &word) in and.iter().enumerate() {
-                let mut hits = word;
-                while hits != 0 {
-                    let rule = (c * CHUNK + j) * 64 + hits.trailing_zeros() as usize;
-                    hits &= hits - 1;
-                    let set = self.locals[rule];
-                    if set == ANY_LOCAL
-                        || locals[set as usize]
-                            .get(k.local as usize / 64)
-                            .is_some_and(|w| w & (1 << (k.local % 64)) != 0)
-                    {
-                        return Some(self.ranks[rule]);
-                    }
-                }
+        }
+        None
+    }
+
+    /// The first rule of word `w` among `hits` (its rules every field matches), from rule
+    /// `first` on, whose local endpoint set holds the key's: its rank.
+    #[inline]
+    fn first_hit(
+        &self,
+        w: usize,
+        mut hits: u64,
+        first: usize,
+        k: &Key<A>,
+        locals: &[Vec<u64>],
+    ) -> Option<u64> {
+        if first > w * 64 {
+            hits &= u64::MAX.checked_shl((first - w * 64) as u32).unwrap_or(0);
+        }
+        while hits != 0 {
+            let rule = w * 64 + hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            let set = self.locals[rule];
+            if set == ANY_LOCAL
+                || locals[set as usize]
+                    .get(k.local as usize / 64)
+                    .is_some_and(|w| w & (1 << (k.local % 64)) != 0)
+            {
+                return Some(self.ranks[rule]);
             }
         }
         None
