@@ -370,8 +370,9 @@ impl<A: Addr> BitVectors<A> {
             }
         }
         while summary != 0 {
+            // A word with common bits is flagged, so the AND needs no look at the flags
+            // (words seen word by word again give what they gave: nothing).
             let c = summary.trailing_zeros() as usize / CHUNK;
-            let flagged = summary >> (c * CHUNK) & 0xff;
             summary &= !(0xffu64 << (c * CHUNK));
             let mut and = [!0u64; CHUNK];
             for &b in fields {
@@ -381,8 +382,7 @@ impl<A: Addr> BitVectors<A> {
                 }
             }
             for (j, &hits) in and.iter().enumerate() {
-                if flagged >> j & 1 != 0
-                    && hits != 0
+                if hits != 0
                     && let Some(rank) = self.first_hit(c * CHUNK + j, hits, first, k, locals)
                 {
                     return Some(rank);
