@@ -155,6 +155,8 @@ fn frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
 /// Offset of the TCP source port in our frames (Ethernet + 20-byte IPv4 header).
 const SPORT: usize = 14 + 20;
 
+/// Frames circulating through one port (net_ring: what goes out comes back in), for
+/// `duration`: packets/s forwarded.
 fn run(
     port: &mut Port,
     pipeline: &mut Pipeline,
@@ -164,47 +166,28 @@ fn run(
 ) -> f64 {
     let start = Instant::now();
     let mut packets = 0u64;
-    let mut outcomes = Vec::with_capacity(BURST);
-    let mut forward = [false; BURST];
+    let ports = std::slice::from_mut(port);
     while start.elapsed() < duration {
         for _ in 0..256 {
-            if port.rx_burst(0, burst) == 0 {
-                continue;
-            }
-            // A tenth of the frames open new connections.
-            for m in burst.iter_mut().step_by(10) {
-                *fresh = fresh.wrapping_add(1).max(1024);
-                m.data_mut()[SPORT..SPORT + 2].copy_from_slice(&fresh.to_be_bytes());
-            }
-            let now = start.elapsed().as_nanos() as u64;
-            outcomes.clear();
-            pipeline.process(burst, now, &mut outcomes, &mut NullSink);
-            for (f, o) in forward.iter_mut().zip(&outcomes) {
-                *f = o.disposition == Disposition::Forward;
-            }
-            let mut i = 0;
-            burst.retain(|_| {
-                i += 1;
-                forward[i - 1]
-            });
-            packets += burst.len() as u64;
-            port.tx_burst(0, burst);
-            burst.clear();
+            packets += step(ports, 0, 0, pipeline, burst, start, fresh);
         }
     }
     packets as f64 / start.elapsed().as_secs_f64()
 }
 
-/// One burst from `rx` through the pipeline, the forwarded frames out of `tx`: how many.
+/// One burst received on `ports[from]` through the pipeline (a tenth of its frames given a
+/// fresh source port: new connections), the forwarded frames sent out of `ports[to]`: how
+/// many.
 fn step(
-    rx: &mut Port,
-    tx: &mut Port,
+    ports: &mut [Port],
+    from: usize,
+    to: usize,
     pipeline: &mut Pipeline,
     burst: &mut Vec<Mbuf>,
     started: Instant,
     fresh: &mut u16,
 ) -> u64 {
-    if rx.rx_burst(0, burst) == 0 {
+    if ports[from].rx_burst(0, burst) == 0 {
         return 0;
     }
     for m in burst.iter_mut().step_by(10) {
@@ -223,7 +206,7 @@ fn step(
         .map(|o| o.disposition == Disposition::Forward);
     burst.retain(|_| forward.next().unwrap_or(false));
     let n = burst.len() as u64;
-    tx.tx_burst(0, burst);
+    ports[to].tx_burst(0, burst);
     burst.clear();
     n
 }
@@ -231,7 +214,7 @@ fn step(
 /// Frames between the two ends of a veth pair, each end a net_af_packet port: what one
 /// end receives goes out of the other (testpmd's paired topology): packets/s forwarded.
 fn run_pair(
-    [a, b]: [&mut Port; 2],
+    ports: &mut [Port; 2],
     pipeline: &mut Pipeline,
     burst: &mut Vec<Mbuf>,
     duration: Duration,
@@ -241,8 +224,8 @@ fn run_pair(
     let mut packets = 0u64;
     while start.elapsed() < duration {
         for _ in 0..64 {
-            packets += step(a, b, pipeline, burst, start, fresh);
-            packets += step(b, a, pipeline, burst, start, fresh);
+            packets += step(ports, 0, 1, pipeline, burst, start, fresh);
+            packets += step(ports, 1, 0, pipeline, burst, start, fresh);
         }
     }
     packets as f64 / start.elapsed().as_secs_f64()
@@ -315,9 +298,9 @@ fn af_packet_rounds(
         port.start().map_err(|e| e.to_string())?;
         ports.push(port);
     }
-    let [mut a, mut b]: [Port; 2] = ports.try_into().map_err(|_| "two ports".to_owned())?;
+    let mut ports: [Port; 2] = ports.try_into().map_err(|_| "two ports".to_owned())?;
     let mut burst: Vec<Mbuf> = Vec::with_capacity(BURST);
-    for (port, frames) in [&mut a, &mut b].into_iter().zip(frames.chunks(BURST)) {
+    for (port, frames) in ports.iter_mut().zip(frames.chunks(BURST)) {
         for f in frames {
             let mut m = pool.alloc().ok_or("no mbuf")?;
             m.append(f).map_err(|e| e.to_string())?;
@@ -327,7 +310,7 @@ fn af_packet_rounds(
         burst.clear();
     }
     run_pair(
-        [&mut a, &mut b],
+        &mut ports,
         pipeline,
         &mut burst,
         Duration::from_millis(300),
@@ -343,7 +326,7 @@ fn af_packet_rounds(
     let (mut us, mut them) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         us.push(run_pair(
-            [&mut a, &mut b],
+            &mut ports,
             pipeline,
             &mut burst,
             Duration::from_secs(seconds),
