@@ -322,12 +322,7 @@ struct Prefix {
     u16s: Vec<(usize, usize)>,
     u32s: Vec<(usize, usize)>,
     u64s: Vec<(usize, usize)>,
-    /// The addresses: (start, end).
-    src: Option<(usize, usize)>,
-    dst: Option<(usize, usize)>,
-    /// The forwardingStatus fields: (start, end).
-    forwarding: Vec<(usize, usize)>,
-    /// The rest: integers of other widths, fixed-length names.
+    /// The rest (addresses, integers of other widths, fixed-length names), read one by one.
     other: Vec<Fixed>,
 }
 
@@ -341,9 +336,6 @@ impl Prefix {
             (Action::Unsigned(slot), 2) => (&mut self.u16s, slot),
             (Action::Unsigned(slot), 4) => (&mut self.u32s, slot),
             (Action::Unsigned(slot), 8) => (&mut self.u64s, slot),
-            (Action::Src, _) => return self.src = Some((start, self.len)),
-            (Action::Dst, _) => return self.dst = Some((start, self.len)),
-            (Action::ForwardingStatus, _) => return self.forwarding.push((start, self.len)),
             _ => {
                 self.other.push(Fixed {
                     start,
@@ -379,17 +371,6 @@ impl Prefix {
         for &(start, slot) in &self.u64s {
             if let (Some(b), Some(v)) = (at(bytes, start), fields.values.get_mut(slot)) {
                 *v = u64::from_be_bytes(b);
-            }
-        }
-        if let Some((start, end)) = self.src {
-            fields.src = bytes.get(start..end).map(address);
-        }
-        if let Some((start, end)) = self.dst {
-            fields.dst = bytes.get(start..end).map(address);
-        }
-        for &(start, end) in &self.forwarding {
-            if let Some(b) = bytes.get(start..end) {
-                fields.read(Action::ForwardingStatus, b);
             }
         }
         for f in &self.other {
