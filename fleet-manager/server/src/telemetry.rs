@@ -256,8 +256,10 @@ pub async fn collect_ipfix(
         let recycle = recycle.clone();
         in_flight.spawn(async move {
             match telemetry.ingest_returning(batch).await {
-                // A full return channel: the receiver has buffers enough.
-                Ok((_, buffer)) => drop(recycle.try_send(buffer)),
+                // A full return channel: the receiver has buffers enough. A store that
+                // consumed the records hands back an empty buffer: not worth returning.
+                Ok((_, buffer)) if buffer.capacity() > 0 => drop(recycle.try_send(buffer)),
+                Ok(_) => {}
                 Err(e) => warn!("IPFIX records lost: {e}"),
             }
         });
@@ -392,12 +394,12 @@ fn receive_burst(
     bufs: &mut [u8],
     got: &mut Vec<(usize, Option<std::net::SocketAddr>)>,
 ) -> std::io::Result<()> {
-    use nix::sys::socket::{MsgFlags, SockaddrLike as _, recvmmsg};
+    use nix::sys::socket::{MsgFlags, recvmmsg};
     use std::os::fd::AsRawFd as _;
-    let mut slices: Vec<[std::io::IoSliceMut<'_>; 1]> = bufs
-        .chunks_mut(MAX_DATAGRAM)
-        .map(|b| [std::io::IoSliceMut::new(b)])
-        .collect();
+    // On the stack: a burst costs no allocation.
+    let mut slots = bufs.chunks_mut(MAX_DATAGRAM);
+    let mut slices: [[std::io::IoSliceMut<'_>; 1]; RECEIVE_BURST] =
+        std::array::from_fn(|_| [std::io::IoSliceMut::new(slots.next().unwrap_or_default())]);
     let results = recvmmsg(
         socket.as_raw_fd(),
         headers,
@@ -409,14 +411,13 @@ fn receive_burst(
     for message in results {
         let from = message
             .address
-            .and_then(|a: nix::sys::socket::SockaddrStorage| match a.family() {
-                Some(nix::sys::socket::AddressFamily::Inet) => a
-                    .as_sockaddr_in()
-                    .map(|a| std::net::SocketAddr::V4((*a).into())),
-                Some(nix::sys::socket::AddressFamily::Inet6) => a
-                    .as_sockaddr_in6()
-                    .map(|a| std::net::SocketAddr::V6((*a).into())),
-                _ => None,
+            .and_then(|a: nix::sys::socket::SockaddrStorage| {
+                a.as_sockaddr_in()
+                    .map(|a| std::net::SocketAddr::V4((*a).into()))
+                    .or_else(|| {
+                        a.as_sockaddr_in6()
+                            .map(|a| std::net::SocketAddr::V6((*a).into()))
+                    })
             });
         got.push((message.bytes, from));
     }
