@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::block::{BLOCK_FLOWS, Block, Bytes, Header, Scratch, Source, encode, encode_rows_into};
+use crate::block::{BLOCK_FLOWS, Block, Bytes, Header, Scratch, Source, encode_rows_into};
 use crate::query::{Aggregator, Query, Row};
 use crate::scan::Partial;
 use crate::{BoxFuture, Enricher, Flow, FlowRecord, FlowStore, StoreError};
@@ -70,7 +70,7 @@ impl EmbeddedStore {
         // Encoded before the write transaction begins: one append's encoding overlaps
         // another's commit (redb runs one write transaction at a time, and a commit spends
         // most of its time waiting for the disk).
-        self.commit_blocks(flows.chunks(BLOCK_FLOWS).map(encode).collect())
+        self.commit_blocks(self.encode_blocks(flows, Source::from))
     }
 
     /// Enriches and encodes in one pass: rows straight from the records and the ends in
@@ -82,27 +82,36 @@ impl EmbeddedStore {
     ) -> Result<(), StoreError> {
         let blocks = {
             let enricher = enricher.read().unwrap_or_else(|e| e.into_inner());
-            let mut sources: Vec<Source<'_>> = Vec::with_capacity(BLOCK_FLOWS);
-            let mut scratch = Scratch::default();
-            records
-                .chunks(BLOCK_FLOWS)
-                .map(|chunk| {
-                    sources.clear();
-                    sources.extend(chunk.iter().map(|record| {
-                        let (src, dst) = enricher.ends(record);
-                        Source {
-                            record,
-                            src_endpoint: &src.endpoint,
-                            dst_endpoint: &dst.endpoint,
-                            src_tags: &src.tags,
-                            dst_tags: &dst.tags,
-                        }
-                    }));
-                    encode_rows_into(&sources, self.spare_buffer(), &mut scratch)
-                })
-                .collect()
+            self.encode_blocks(records, |record| {
+                let (src, dst) = enricher.ends(record);
+                Source {
+                    record,
+                    src_endpoint: &src.endpoint,
+                    dst_endpoint: &dst.endpoint,
+                    src_tags: &src.tags,
+                    dst_tags: &dst.tags,
+                }
+            })
         };
         self.commit_blocks(blocks)
+    }
+
+    /// Encodes `items` as blocks of up to [`BLOCK_FLOWS`] rows, into spare buffers.
+    fn encode_blocks<'f, T>(
+        &self,
+        items: &'f [T],
+        source: impl Fn(&'f T) -> Source<'f>,
+    ) -> Vec<(i64, Vec<u8>)> {
+        let mut sources: Vec<Source<'f>> = Vec::with_capacity(BLOCK_FLOWS.min(items.len()));
+        let mut scratch = Scratch::default();
+        items
+            .chunks(BLOCK_FLOWS)
+            .map(|chunk| {
+                sources.clear();
+                sources.extend(chunk.iter().map(&source));
+                encode_rows_into(&sources, self.spare_buffer(), &mut scratch)
+            })
+            .collect()
     }
 
     /// A buffer to encode a block into: a committed block's, or a new one.
