@@ -27,7 +27,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade_dataplane::pipeline::{Compiled, Disposition, Pipeline, PipelineConfig, ProgramSlot};
+use palisade_dataplane::pipeline::{
+    Compiled, Disposition, Outcome, Pipeline, PipelineConfig, ProgramSlot,
+};
 use palisade_dataplane::session::{NullSink, SessionConfig};
 use palisade_dpdk::{Eal, Mbuf, Mempool, MempoolConfig, Port, PortConfig, Vdev};
 use palisade_program::*;
@@ -155,10 +157,13 @@ fn frame(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
 /// Offset of the TCP source port in our frames (Ethernet + 20-byte IPv4 header).
 const SPORT: usize = 14 + 20;
 
-/// Frames circulating through one port (net_ring: what goes out comes back in), for
-/// `duration`: packets/s forwarded.
+/// Frames forwarded for `duration` along `routes` ((from, to) port indices, taken in
+/// turn): `[(0, 0)]` circulates through one net_ring port (what goes out comes back in),
+/// `[(0, 1), (1, 0)]` between the two ends of a veth pair (testpmd's paired topology):
+/// packets/s forwarded.
 fn run(
-    port: &mut Port,
+    ports: &mut [Port],
+    routes: &[(usize, usize)],
     pipeline: &mut Pipeline,
     burst: &mut Vec<Mbuf>,
     duration: Duration,
@@ -166,10 +171,12 @@ fn run(
 ) -> f64 {
     let start = Instant::now();
     let mut packets = 0u64;
-    let ports = std::slice::from_mut(port);
+    let mut outcomes = Vec::with_capacity(BURST);
     while start.elapsed() < duration {
         for _ in 0..256 {
-            packets += step(ports, 0, 0, pipeline, burst, start, fresh);
+            for &route in routes {
+                packets += step(ports, route, pipeline, burst, &mut outcomes, start, fresh);
+            }
         }
     }
     packets as f64 / start.elapsed().as_secs_f64()
@@ -180,10 +187,10 @@ fn run(
 /// many.
 fn step(
     ports: &mut [Port],
-    from: usize,
-    to: usize,
+    (from, to): (usize, usize),
     pipeline: &mut Pipeline,
     burst: &mut Vec<Mbuf>,
+    outcomes: &mut Vec<Outcome>,
     started: Instant,
     fresh: &mut u16,
 ) -> u64 {
@@ -194,11 +201,11 @@ fn step(
         *fresh = fresh.wrapping_add(1).max(1024);
         m.data_mut()[SPORT..SPORT + 2].copy_from_slice(&fresh.to_be_bytes());
     }
-    let mut outcomes = Vec::with_capacity(BURST);
+    outcomes.clear();
     pipeline.process(
         burst,
         started.elapsed().as_nanos() as u64,
-        &mut outcomes,
+        outcomes,
         &mut NullSink,
     );
     let mut forward = outcomes
@@ -209,26 +216,6 @@ fn step(
     ports[to].tx_burst(0, burst);
     burst.clear();
     n
-}
-
-/// Frames between the two ends of a veth pair, each end a net_af_packet port: what one
-/// end receives goes out of the other (testpmd's paired topology): packets/s forwarded.
-fn run_pair(
-    ports: &mut [Port; 2],
-    pipeline: &mut Pipeline,
-    burst: &mut Vec<Mbuf>,
-    duration: Duration,
-    fresh: &mut u16,
-) -> f64 {
-    let start = Instant::now();
-    let mut packets = 0u64;
-    while start.elapsed() < duration {
-        for _ in 0..64 {
-            packets += step(ports, 0, 1, pipeline, burst, start, fresh);
-            packets += step(ports, 1, 0, pipeline, burst, start, fresh);
-        }
-    }
-    packets as f64 / start.elapsed().as_secs_f64()
 }
 
 /// A veth pair, up, deleted when dropped.
@@ -309,8 +296,9 @@ fn af_packet_rounds(
         port.tx_burst(0, &mut burst);
         burst.clear();
     }
-    run_pair(
+    run(
         &mut ports,
+        &[(0, 1), (1, 0)],
         pipeline,
         &mut burst,
         Duration::from_millis(300),
@@ -325,8 +313,9 @@ fn af_packet_rounds(
     let vdevs: Vec<&str> = vdevs.iter().map(String::as_str).collect();
     let (mut us, mut them) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        us.push(run_pair(
+        us.push(run(
             &mut ports,
+            &[(0, 1), (1, 0)],
             pipeline,
             &mut burst,
             Duration::from_secs(seconds),
@@ -480,7 +469,8 @@ fn main() {
 
     let mut fresh = 1024u16;
     run(
-        &mut port,
+        std::slice::from_mut(&mut port),
+        &[(0, 0)],
         &mut pipeline,
         &mut burst,
         Duration::from_millis(300),
@@ -490,7 +480,8 @@ fn main() {
     let mut peer_error = None;
     for round in 0..rounds {
         ours.push(run(
-            &mut port,
+            std::slice::from_mut(&mut port),
+            &[(0, 0)],
             &mut pipeline,
             &mut burst,
             Duration::from_secs(seconds),
